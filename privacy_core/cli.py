@@ -1,0 +1,170 @@
+"""``imaging-privacy``: the command line of airflow-imaging-privacy, one entry point with subcommands.
+
+Exit codes: 0 done; 1 the verifier found a leak; 2 bad arguments or settings (nothing was written);
+3 files were quarantined and ``--strict`` was given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from privacy_core.errors import PrivacyCoreError
+
+log = logging.getLogger("imaging_privacy")
+
+EXIT_LEAK = 1
+EXIT_USAGE = 2
+EXIT_QUARANTINED = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    from privacy_core.deid.profile import Option
+
+    parser = argparse.ArgumentParser(
+        prog="imaging-privacy",
+        description="Release medical-image datasets without revealing who is in them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    deid = sub.add_parser(
+        "deid",
+        help="de-identify a tree of DICOM files (PS3.15 Annex E, keyed pseudonyms, burned-in text)",
+        description=(
+            "De-identify every file under INPUT (walked recursively) into OUTPUT, a new or empty folder, "
+            "following DICOM PS3.15 Table E.1-1 with the chosen options. UIDs, patient IDs, accession "
+            "numbers and date shifts are keyed pseudonyms under the project secret: the same secret gives "
+            "the same pseudonyms on any machine and in any run. Files that cannot be released go to the "
+            "quarantine folder with their reason; the rest of the batch goes on."
+        ),
+    )
+    deid.add_argument("input", type=Path, metavar="INPUT", help="a DICOM file or a folder of them")
+    deid.add_argument("output", type=Path, metavar="OUTPUT", help="the release folder (new or empty)")
+    deid.add_argument(
+        "--secret-file",
+        type=Path,
+        help="file holding the project secret (default: the IMAGING_PRIVACY_SECRET environment variable)",
+    )
+    deid.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        choices=[o.value.replace("_", "-") for o in Option],
+        metavar="OPTION",
+        help="a PS3.15 E.3 option, repeatable: " + ", ".join(o.value.replace("_", "-") for o in Option),
+    )
+    deid.add_argument("--workers", type=int, default=1, help="worker processes, one core each (default 1)")
+    deid.add_argument("--report", type=Path, help="write the run summary as JSON here (no identifiers)")
+    deid.add_argument(
+        "--quarantine", type=Path, help="folder for rejected inputs and reasons (default OUTPUT.quarantine)"
+    )
+    deid.add_argument("--burned-in-rules", type=Path, help="an RSNA CTP-format rule file instead of the library")
+    deid.add_argument(
+        "--release-unhandled-burned-in",
+        action="store_true",
+        help="release BurnedInAnnotation=YES images no rule covers (default: quarantine them)",
+    )
+    deid.add_argument(
+        "--lenient-values",
+        action="store_true",
+        help="release files whose numbers, dates or UIDs break their VR",
+    )
+    deid.add_argument("--strict", action="store_true", help="exit 3 if any file was quarantined")
+    deid.add_argument("--progress", action="store_true", help="show a progress bar even when not on a terminal")
+
+    verify = sub.add_parser(
+        "verify",
+        help="scan a release for any value the profile removed (trusts nothing the engine says)",
+        description=(
+            "Collect every value of every attribute the profile did not keep from the files under INPUT "
+            "(names, IDs, dates, UIDs, free text, private values) and search every byte and every path "
+            "under OUTPUT for them. Prints each hit and exits 1 on any."
+        ),
+    )
+    verify.add_argument("input", type=Path, metavar="INPUT", help="the original files")
+    verify.add_argument("output", type=Path, metavar="OUTPUT", help="the release to check")
+    verify.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        choices=[o.value.replace("_", "-") for o in Option],
+        metavar="OPTION",
+        help="the options the release was made with (values they keep are not leaks)",
+    )
+    verify.add_argument("--report", type=Path, help="write the findings as JSON here (they quote found values)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "deid":
+            return _deid(args)
+        return _verify(args)
+    except PrivacyCoreError as exc:
+        print(f"imaging-privacy {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _deid(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from privacy_core.deid.batch import list_inputs
+    from privacy_core.deid.job import run_deidentification
+    from privacy_core.keys import PseudonymKey
+
+    key = PseudonymKey.from_file(args.secret_file) if args.secret_file else PseudonymKey.from_env()
+    total = len(list_inputs(args.input.resolve())) if args.input.exists() else 0
+    show = args.progress or sys.stderr.isatty()
+    with tqdm(total=total, unit="file", disable=not show, file=sys.stderr) as bar:
+
+        def advance(files: int) -> None:
+            bar.update(files)
+
+        job = run_deidentification(
+            args.input,
+            args.output,
+            key,
+            options=args.option,
+            quarantine_path=args.quarantine,
+            report_path=args.report,
+            workers=args.workers,
+            strict_values=not args.lenient_values,
+            rules_path=args.burned_in_rules,
+            release_unhandled_burned_in=args.release_unhandled_burned_in,
+            progress=advance,
+        )
+    s = job.summary
+    lines = [
+        f"de-identified {s['written']} of {s['processed']} files in {s['seconds']} s "
+        f"({s['files_per_second']} files/s) -> {args.output}",
+        f"profile: {s['profile']}   key: {s['key_fingerprint']}",
+        f"duplicates: {s['duplicates']}   pixel regions cleaned in: {s['pixel_cleaned']} files",
+        f"quarantined: {s['quarantined']}",
+    ]
+    reasons = s["reasons"] if isinstance(s["reasons"], dict) else {}
+    lines += [f"  {count:6d}  {reason}" for reason, count in reasons.items()]
+    if job.quarantine_path:
+        lines.append(f"quarantine report (names input files; keep it private): {job.quarantine_path}")
+    lines.append(f"lineage record: {job.lineage_path}")
+    print("\n".join(lines))
+    return EXIT_QUARANTINED if args.strict and s["quarantined"] else 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from privacy_core.deid.profile import Profile
+    from privacy_core.deid.verify import verify_release, write_findings
+
+    report = verify_release(args.input, args.output, Profile.from_names(tuple(args.option)))
+    if args.report:
+        write_findings(report, args.report)
+    print(report.render())
+    return EXIT_LEAK if report.hits else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""The per-task lineage record (schema ``TaskLineageRecord``): what ran, on what, producing what, at what cost.
+
+Designed to grow: later capabilities add entries under ``privacy`` (one key per capability) and new
+artifact roles, without changing what is already there. Records never hold secrets or input identifiers:
+inputs are described by their root and a keyed digest, parameters pass through :func:`scrub_parameters`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import uuid
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from privacy_core import __version__
+from privacy_core.schemas import validate
+from privacy_core.storage import atomic_write_json
+
+SCHEMA = "TaskLineageRecord/1.0"
+#: Distributions whose versions an auditor needs to reproduce a run.
+TRACKED_DISTRIBUTIONS = (
+    "pydicom",
+    "numpy",
+    "pylibjpeg",
+    "pylibjpeg-libjpeg",
+    "pylibjpeg-openjpeg",
+    "pylibjpeg-rle",
+    "jsonschema",
+    "apache-airflow",
+)
+#: Parameter names whose values are never recorded.
+SECRET_WORDS = ("secret", "password", "token", "key", "credential")
+
+
+@dataclass(frozen=True)
+class AirflowRun:
+    """Airflow identifiers of the task instance that produced a record."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An input or output: where, what role, how many items, and a content digest."""
+
+    uri: str
+    role: str
+    count: int
+    digest_algorithm: str
+    digest: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "role": self.role,
+            "count": self.count,
+            "digest": {"algorithm": self.digest_algorithm, "value": self.digest},
+        }
+
+
+def software_versions() -> dict[str, str]:
+    """Installed versions of the tracked distributions (absent ones are left out)."""
+    versions = {}
+    for name in TRACKED_DISTRIBUTIONS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def scrub_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """Drop any parameter whose name suggests a secret; the record keeps only the rest."""
+    return {k: v for k, v in params.items() if not any(word in k.lower() for word in SECRET_WORDS)}
+
+
+def build_record(
+    *,
+    operation: str,
+    parameters: dict[str, Any],
+    inputs: list[Artifact],
+    outputs: list[Artifact],
+    counts: dict[str, Any],
+    privacy: dict[str, Any],
+    airflow: AirflowRun | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Assemble and validate a lineage record.
+
+    :raises SchemaValidationError: when a field does not fit the schema (a bug, not bad input).
+    """
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "record_id": str(uuid.uuid4()),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "operation": operation,
+        "producer": {
+            "name": "airflow-imaging-privacy",
+            "version": __version__,
+            "python": platform.python_version(),
+            "dependencies": software_versions(),
+        },
+        "run": {
+            "kind": "airflow" if airflow else "cli",
+            "run_id": run_id,
+            "airflow": asdict(airflow) if airflow else None,
+        },
+        "parameters": scrub_parameters(parameters),
+        "inputs": [a.as_dict() for a in inputs],
+        "outputs": [a.as_dict() for a in outputs],
+        "counts": counts,
+        "privacy": privacy,
+    }
+    validate("TaskLineageRecord", record)
+    return record
+
+
+def write_record(record: dict[str, Any], folder: str | Path) -> Path:
+    """Validate and write ``record`` as ``<folder>/<record_id>.json`` atomically; returns the path."""
+    validate("TaskLineageRecord", record)
+    path = Path(folder) / f"{record['record_id']}.json"
+    atomic_write_json(path, record)
+    return path
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """Read and validate a lineage record."""
+    import json
+
+    record: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    validate("TaskLineageRecord", record)
+    return record
