@@ -27,10 +27,9 @@ from privacy_core.keys import PseudonymKey
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-#: Coded-concept text inside structured content: kept when the free text around it is replaced.
-CODED_TEXT_TAGS: frozenset[int] = frozenset(
-    {0x00080100, 0x00080102, 0x00080103, 0x00080104, 0x00080119, 0x00080120, 0x00080105, 0x00080117}
-)
+#: Sequences of vocabulary (SR concept names, coded answers, units): codes, not people, so they are walked
+#: normally even inside a replaced subtree. Any other code (an Institution Code Sequence) is replaced.
+VOCABULARY_SEQUENCES: frozenset[int] = frozenset({0x0040A043, 0x0040A168, 0x004008EA})
 #: File meta attributes that name the sending or receiving device or carry private data.
 META_REMOVE: frozenset[int] = frozenset({0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102})
 #: Maximum value lengths of text VRs, so cleaned text stays valid.
@@ -38,6 +37,12 @@ MAX_LEN = {"SH": 16, "LO": 64, "ST": 1024, "LT": 10240, "PN": 64, "AE": 16, "CS"
 #: VRs whose values are checked against their VR when ``strict_values`` is on (the cheap, telling ones).
 VALIDATED_VRS: frozenset[str] = frozenset({"IS", "DS", "DA", "TM", "DT", "UI", "AS"})
 _IDENTIFYING_VRS = TEXT_VRS | {"DA", "DT"}
+#: Every VR of PS3.5 6.2; an explicit VR outside it means the parser cannot trust what follows.
+VALID_VRS: frozenset[str] = frozenset(
+    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()  # noqa: SIM905
+)
+#: Fixed value sizes: a length that is not a multiple means a corrupt element.
+FIXED_SIZE = {"AT": 4, "FD": 8, "FL": 4, "SL": 4, "SS": 2, "SV": 8, "UL": 4, "US": 2, "UV": 8}
 
 
 class Mode(Enum):
@@ -172,6 +177,7 @@ class DeidEngine:
         actions = self._actions
         private_seen = False
         for tag in list(ds.keys()):
+            _check_vr(ds, tag)
             group = tag >> 16
             if group & 1:
                 private_seen = True
@@ -206,8 +212,8 @@ class DeidEngine:
         """Not in Table E.1-1: kept; sequences are walked, free text follows the subtree's mode."""
         vr = _vr(ds, tag)
         if vr == "SQ":
-            self._recurse(ds, tag, state, mode, depth)
-        elif mode is not Mode.NORMAL and vr in TEXT_VRS and tag not in CODED_TEXT_TAGS:
+            self._recurse(ds, tag, state, Mode.NORMAL if tag in VOCABULARY_SEQUENCES else mode, depth)
+        elif mode is not Mode.NORMAL and vr in TEXT_VRS:
             if mode is Mode.DUMMY:
                 ds[tag].value = dummy_for(vr)
             else:
@@ -373,6 +379,24 @@ def _text(ds: Dataset, tag: int) -> str:
     if isinstance(value, MultiValue):
         return "\\".join(str(v) for v in value).strip()
     return str(value).strip()
+
+
+def _check_vr(ds: Dataset, tag: int) -> None:
+    """Refuse an element whose explicit VR is not a VR, or whose length does not fit its fixed-size VR.
+
+    Checked before the element's fate is decided, because such a file may have been parsed out of step:
+    removing the bad element would hide the corruption, not cure it.
+    """
+    raw = ds.get_item(tag)
+    vr = getattr(raw, "VR", None)
+    if vr is None or not getattr(raw, "is_raw", False):
+        return  # implicit VR, or already decoded by pydicom (which may hold "OB or OW")
+    if vr not in VALID_VRS:
+        raise QuarantineError("invalid-vr", f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) has VR {vr!r}")
+    size = FIXED_SIZE.get(vr)
+    value = getattr(raw, "value", None)
+    if size and isinstance(value, bytes) and len(value) % size:
+        raise QuarantineError("invalid-vr", f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) {vr} has {len(value)} bytes")
 
 
 _VR_CACHE: dict[int, str] = {}

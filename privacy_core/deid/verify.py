@@ -179,7 +179,9 @@ def _fate(
         return removed_above or profile.graphics_action is Action.REMOVE, dummy_above
     action = profile.action_for(tag)
     if action is None:
-        free_text = elem.VR in ("LO", "LT", "SH", "ST", "UT", "UC", "PN") and tag not in _CODED
+        if tag in _VOCABULARY:  # concept names and units are walked as they are, even in replaced trees
+            return removed_above, False
+        free_text = elem.VR in ("LO", "LT", "SH", "ST", "UT", "UC", "PN")
         return removed_above or (dummy_above and free_text), dummy_above
     if action is Action.CLEAN:
         return removed_above or elem.VR in ("DA", "DT"), dummy_above
@@ -189,7 +191,8 @@ def _fate(
     return removed_above or whole or elem.VR != "SQ", dummy_above or action is Action.DUMMY
 
 
-_CODED = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080104, 0x00080119, 0x00080120, 0x00080105, 0x00080117})
+#: ConceptNameCodeSequence, ConceptCodeSequence, MeasurementUnitsCodeSequence.
+_VOCABULARY = frozenset({0x0040A043, 0x0040A168, 0x004008EA})
 
 
 def _safe_private(ds: Dataset, tag: int, profile: Profile) -> bool:
