@@ -1,0 +1,86 @@
+"""The lineage record: built, validated, written atomically, and free of secrets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from privacy_core.deid.job import completed_summary, run_deidentification
+from privacy_core.errors import SchemaValidationError
+from privacy_core.keys import PseudonymKey
+from privacy_core.lineage.record import AirflowRun, Artifact, build_record, read_record, scrub_parameters
+from tests.conftest import PYDICOM_FILES, TEST_SECRET
+
+RUN = AirflowRun(dag_id="d", run_id="manual__1", task_id="t", map_index=-1, try_number=1)
+
+
+def test_secret_parameters_are_dropped() -> None:
+    assert scrub_parameters({"workers": 2, "secret_file": "/k", "api_token": "x", "Password": "y"}) == {"workers": 2}
+
+
+def test_build_validates_and_rejects_bad_fields() -> None:
+    good = {
+        "operation": "deidentify",
+        "parameters": {},
+        "inputs": [Artifact("file:///in", "dicom", 1, "sha256", "0" * 64)],
+        "outputs": [],
+        "counts": {"processed": 1},
+        "privacy": {},
+    }
+    record = build_record(**good)  # type: ignore[arg-type]
+    assert record["run"] == {"kind": "cli", "run_id": None, "airflow": None}
+    with pytest.raises(SchemaValidationError, match="/inputs/0/digest/value"):
+        build_record(**{**good, "inputs": [Artifact("file:///in", "dicom", 1, "sha256", "short")]})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def job(tmp_path: Path, key: PseudonymKey):  # type: ignore[no-untyped-def]
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copy(PYDICOM_FILES / "CT_small.dcm", source / "CT_small.dcm")
+    shutil.copy(PYDICOM_FILES / "MR_truncated.dcm", source / "MR_truncated.dcm")
+    return run_deidentification(source, tmp_path / "out", key, options=["retain_uids"], airflow=RUN)
+
+
+def test_record_describes_the_run(job) -> None:  # type: ignore[no-untyped-def]
+    record = read_record(job.lineage_path)
+    assert record["run"]["airflow"]["dag_id"] == "d"
+    assert record["counts"]["quarantined"] == 1
+    assert record["counts"]["reasons"] == {"truncated": 1}
+    assert record["outputs"][0]["digest"]["value"] == job.batch.output_digest()
+    assert record["inputs"][0]["digest"]["algorithm"] == "hmac-sha256-tree"
+    deid = record["privacy"]["deidentification"]
+    assert deid["options"] == ["retain_uids"]
+    assert deid["key_fingerprint"] == PseudonymKey.from_text(TEST_SECRET).fingerprint
+    assert deid["burned_in_rules"]["rules"] == 52
+    assert "pydicom" in record["producer"]["dependencies"]
+
+
+def test_record_holds_no_secret_and_no_input_name(job) -> None:  # type: ignore[no-untyped-def]
+    text = job.lineage_path.read_text()
+    assert TEST_SECRET not in text
+    assert "MR_truncated" not in text
+    assert "CT_small" not in text
+
+
+def test_output_digest_matches_the_files_on_disk(job) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    record = json.loads(job.lineage_path.read_text())
+    lines = sorted(
+        f"{p.relative_to(job.batch.output).as_posix()}\t{hashlib.sha256(p.read_bytes()).hexdigest()}\n"
+        for p in job.batch.output.rglob("*.dcm")
+    )
+    assert record["outputs"][0]["digest"]["value"] == hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def test_completed_summary_finds_the_same_task_only(job) -> None:  # type: ignore[no-untyped-def]
+    done = completed_summary(job.batch.output, RUN)
+    assert done is not None
+    assert done["written"] == 1
+    assert done["resumed"] is True
+    other = AirflowRun(dag_id="d", run_id="manual__2", task_id="t", map_index=-1, try_number=1)
+    assert completed_summary(job.batch.output, other) is None
