@@ -190,7 +190,7 @@ def _encode(ds: Dataset) -> bytes:
 def _place(final: Path, data: bytes) -> str:
     """Write ``data`` at ``final`` atomically and exclusively; a second, identical copy is a duplicate."""
     try:
-        atomic_write_bytes(final, data, exclusive=True)
+        atomic_write_bytes(final, data, exclusive=True, durable=False)  # the tree is synced before its rename
     except FileExistsError:
         if final.read_bytes() == data:
             return "duplicate"
@@ -327,6 +327,7 @@ def _check_paths(src: Path, out: Path, quarantine: Path) -> None:
 
 def _finish_tree(stage: Path, out: Path) -> None:
     """Rename the staged tree into place: OUTPUT appears complete or not at all."""
+    os.sync()  # every staged file reaches the disk before the release becomes visible
     if out.exists():
         out.rmdir()  # checked empty before the run
     os.replace(stage, out)

@@ -132,6 +132,8 @@ class DeidEngine:
                 raise
             except BurnedInError as exc:
                 raise QuarantineError("pixel-decode-failed", str(exc)) from exc
+            except NotImplementedError as exc:  # pydicom meets a VR it does not know
+                raise QuarantineError("invalid-vr", f"{type(exc).__name__}: {exc}") from exc
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 raise QuarantineError("invalid-value", f"{type(exc).__name__}: {exc}") from exc
 
@@ -215,7 +217,8 @@ class DeidEngine:
             self._recurse(ds, tag, state, Mode.NORMAL if tag in VOCABULARY_SEQUENCES else mode, depth)
         elif mode is not Mode.NORMAL and vr in TEXT_VRS:
             if mode is Mode.DUMMY:
-                ds[tag].value = dummy_for(vr)
+                if not _is_empty(ds, tag):
+                    _replace(ds, tag, vr, dummy_for(vr))
             else:
                 self._clean_text(ds, tag, vr, state)
         elif self.strict_values and vr in VALIDATED_VRS:
@@ -230,17 +233,16 @@ class DeidEngine:
         del ds[tag]
 
     def _zero(self, ds: Dataset, tag: int, state: _FileState, mode: Mode, depth: int) -> None:
-        elem = ds[tag]
-        elem.value = [] if elem.VR == "SQ" else None
+        _replace(ds, tag, _vr(ds, tag), None)
 
     def _dummy(self, ds: Dataset, tag: int, state: _FileState, mode: Mode, depth: int) -> None:
-        elem = ds[tag]
-        if elem.VR == "SQ":  # keep the structure (Type 1 sequences stay valid), replace what is inside
+        vr = _vr(ds, tag)
+        if vr == "SQ":  # keep the structure (Type 1 sequences stay valid), replace what is inside
             self._recurse(ds, tag, state, Mode.DUMMY, depth)
-        elif elem.VR == "UI":
+        elif vr == "UI":
             self._uid(ds, tag, state, mode, depth)
-        elif not elem.is_empty:
-            elem.value = dummy_for(elem.VR)
+        elif not _is_empty(ds, tag):
+            _replace(ds, tag, vr, dummy_for(vr))
 
     def _clean(self, ds: Dataset, tag: int, state: _FileState, mode: Mode, depth: int) -> None:
         elem = ds[tag]
@@ -334,6 +336,7 @@ class DeidEngine:
         for tag, action in self._actions.items():
             if action in (Action.KEEP, Action.UID, Action.CLEAN) or tag not in ds:
                 continue
+            _check_vr(ds, tag)
             elem = ds[tag]
             if elem.VR in _IDENTIFYING_VRS and not elem.is_empty:
                 yield from (str(v) for v in _values(elem.value))
@@ -379,6 +382,50 @@ def _text(ds: Dataset, tag: int) -> str:
     if isinstance(value, MultiValue):
         return "\\".join(str(v) for v in value).strip()
     return str(value).strip()
+
+
+def _replace(ds: Dataset, tag: int, vr: str, value: object) -> None:
+    """Put a new element in place of ``tag`` without decoding the old value (empty when ``value`` is None).
+
+    Dummies are text or zeros, the same bytes in either byte order, so when the old element is still raw the
+    new one is stored pre-encoded as raw too and written straight through, as pydicom writes untouched ones.
+    """
+    from pydicom.dataelem import DataElement, RawDataElement
+    from pydicom.sequence import Sequence
+    from pydicom.tag import BaseTag
+
+    if vr == "SQ":
+        ds[tag] = DataElement(tag, vr, Sequence([]))
+        return
+    old = ds.get_item(tag)
+    encoded = _encode_dummy(vr, value)
+    if encoded is None or not getattr(old, "is_raw", False):
+        ds[tag] = DataElement(tag, vr, value)
+        return
+    ds[tag] = RawDataElement(BaseTag(tag), vr, len(encoded), encoded, 0, old.is_implicit_VR, old.is_little_endian)
+
+
+def _encode_dummy(vr: str, value: object) -> bytes | None:
+    """The bytes of an empty, text or zero value, padded to even length; None for anything else."""
+    if value is None:
+        return b""
+    if isinstance(value, str) and len(vr) == 2 and value.isascii():
+        data = value.encode("ascii")
+        return data + b" " if len(data) % 2 else data
+    if value == 0 and vr in FIXED_SIZE:
+        return bytes(FIXED_SIZE[vr])
+    if value == b"":
+        return b""
+    return None
+
+
+def _is_empty(ds: Dataset, tag: int) -> bool:
+    """Whether the element has no value, read from the raw bytes when it has not been decoded yet."""
+    elem = ds.get_item(tag)
+    if getattr(elem, "is_raw", False):
+        value = getattr(elem, "value", None)
+        return not value or not value.strip(b" \x00")
+    return bool(ds[tag].is_empty)
 
 
 def _check_vr(ds: Dataset, tag: int) -> None:
