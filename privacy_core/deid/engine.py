@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from privacy_core import __version__
 from privacy_core.deid._safe_private import SAFE_PRIVATE
@@ -402,7 +402,8 @@ def _replace(ds: Dataset, tag: int, vr: str, value: object) -> None:
     if encoded is None or not getattr(old, "is_raw", False):
         ds[tag] = DataElement(tag, vr, value)
         return
-    ds[tag] = RawDataElement(BaseTag(tag), vr, len(encoded), encoded, 0, old.is_implicit_VR, old.is_little_endian)
+    raw = cast(RawDataElement, old)
+    ds[tag] = RawDataElement(BaseTag(tag), vr, len(encoded), encoded, 0, raw.is_implicit_VR, raw.is_little_endian)
 
 
 def _encode_dummy(vr: str, value: object) -> bytes | None:
