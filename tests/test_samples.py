@@ -331,7 +331,9 @@ def _ctp_matches(condition: str, ds: Any) -> bool:
     """Evaluate one CTP condition (``*`` and, ``+`` or, parentheses) on a data set."""
 
     def attribute(name: str) -> str:
-        tag = int(name.strip("[]").replace(",", ""), 16) if name.startswith("[") else tag_for_keyword(name)
+        found = int(name.strip("[]").replace(",", ""), 16) if name.startswith("[") else tag_for_keyword(name)
+        assert found is not None, name
+        tag = found
         where = ds.file_meta if tag >> 16 == 0x0002 else ds
         return _text(where[tag].value) if tag in where else ""
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from privacy_core.deid.engine import DeidEngine
 from privacy_core.deid.profile import Profile
@@ -14,7 +14,7 @@ from privacy_core.deid.pseudonym import Pseudonymizer
 from privacy_core.errors import QuarantineError
 from privacy_core.keys import PseudonymKey
 
-CT = "1.2.840.10008.5.1.4.1.1.2"
+CT = UID("1.2.840.10008.5.1.4.1.1.2")
 
 
 def make_ct(patient_id: str = "MRN-4711", sop: str | None = None, **extra: object) -> Dataset:
@@ -23,7 +23,7 @@ def make_ct(patient_id: str = "MRN-4711", sop: str | None = None, **extra: objec
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = CT
-    ds.SOPInstanceUID = sop or generate_uid()
+    ds.SOPInstanceUID = UID(sop) if sop else generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta.MediaStorageSOPClassUID = CT
     ds.file_meta.SourceApplicationEntityTitle = "HOSPITAL_PACS"

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk import Asset
+from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from operators.deid import DicomDeidentifyOperator, DicomLeakVerifyOperator
@@ -42,13 +42,13 @@ def source(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("operator", OPERATORS, ids=lambda o: o.__name__)
-def test_template_fields_are_constructor_arguments(operator: type) -> None:
-    params = inspect.signature(operator.__init__).parameters
+def test_template_fields_are_constructor_arguments(operator: type[BaseOperator]) -> None:
+    params = inspect.signature(operator).parameters
     assert set(operator.template_fields) <= set(params)
 
 
 @pytest.mark.parametrize("operator", OPERATORS, ids=lambda o: o.__name__)
-def test_constructor_only_assigns(operator: type, tmp_path: Path) -> None:
+def test_constructor_only_assigns(operator: type[DicomDeidentifyOperator], tmp_path: Path) -> None:
     """Paths that do not exist and templates that are not rendered must not bother the constructor."""
     op = operator(task_id="t", input_path="{{ params.x }}", output_path=str(tmp_path / "nope" / "out"))
     assert op.input_path == "{{ params.x }}"
@@ -70,7 +70,8 @@ def test_constructor_only_assigns(operator: type, tmp_path: Path) -> None:
     ],
 )
 def test_each_argument_is_set(argument: str, value: object) -> None:
-    op = DicomDeidentifyOperator(task_id="t", input_path="i", output_path="o", **{argument: value})
+    kwargs: dict[str, Any] = {argument: value}
+    op = DicomDeidentifyOperator(task_id="t", input_path="i", output_path="o", **kwargs)
     assert getattr(op, argument) == value
 
 
