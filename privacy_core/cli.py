@@ -20,9 +20,20 @@ EXIT_USAGE = 2
 EXIT_QUARANTINED = 3
 
 
-def _parser() -> argparse.ArgumentParser:
+def _option_names() -> list[str]:
     from privacy_core.deid.profile import Option
 
+    return [o.value.replace("_", "-") for o in Option]
+
+
+def _add_option_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--option NAME``, repeatable; deid and verify must agree on the choices."""
+    parser.add_argument(
+        "--option", action="append", default=[], choices=_option_names(), metavar="OPTION", help=help_text
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imaging-privacy",
         description="Release medical-image datasets without revealing who is in them.",
@@ -47,14 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="file holding the project secret (default: the IMAGING_PRIVACY_SECRET environment variable)",
     )
-    deid.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        choices=[o.value.replace("_", "-") for o in Option],
-        metavar="OPTION",
-        help="a PS3.15 E.3 option, repeatable: " + ", ".join(o.value.replace("_", "-") for o in Option),
-    )
+    _add_option_flag(deid, "a PS3.15 E.3 option, repeatable: " + ", ".join(_option_names()))
     deid.add_argument("--workers", type=int, default=1, help="worker processes, one core each (default 1)")
     deid.add_argument("--report", type=Path, help="write the run summary as JSON here (no identifiers)")
     deid.add_argument(
@@ -85,14 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("input", type=Path, metavar="INPUT", help="the original files")
     verify.add_argument("output", type=Path, metavar="OUTPUT", help="the release to check")
-    verify.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        choices=[o.value.replace("_", "-") for o in Option],
-        metavar="OPTION",
-        help="the options the release was made with (values they keep are not leaks)",
-    )
+    _add_option_flag(verify, "the options the release was made with (values they keep are not leaks)")
     verify.add_argument("--report", type=Path, help="write the findings as JSON here (they quote found values)")
     return parser
 
