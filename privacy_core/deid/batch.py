@@ -73,6 +73,19 @@ class BatchResult:
     def quarantined(self) -> list[FileResult]:
         return [r for r in self.results if r.status == "quarantined"]
 
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for r in self.results if r.status == "duplicate")
+
+    @property
+    def pixel_cleaned(self) -> int:
+        return sum(1 for r in self.written if r.pixel_regions)
+
+    def reasons(self) -> dict[str, int]:
+        """Quarantined files per category, sorted by category."""
+        counts = Counter(str(r.category) for r in self.quarantined)
+        return dict(sorted(counts.items()))
+
     def output_digest(self) -> str:
         """SHA-256 over the sorted ``path<TAB>sha256`` lines of every released file: the tree's content digest."""
         lines = sorted(f"{r.output}\t{r.sha256}\n" for r in self.written)
@@ -80,15 +93,14 @@ class BatchResult:
 
     def summary(self) -> dict[str, object]:
         """Counts, reasons and rates: no input names or values, so it may go anywhere."""
-        reasons = Counter(r.category for r in self.quarantined)
         return {
             "run_id": self.run_id,
             "processed": self.inputs,
             "written": len(self.written),
-            "duplicates": sum(1 for r in self.results if r.status == "duplicate"),
+            "duplicates": self.duplicates,
             "quarantined": len(self.quarantined),
-            "reasons": dict(sorted((str(k), v) for k, v in reasons.items())),
-            "pixel_cleaned": sum(1 for r in self.written if r.pixel_regions),
+            "reasons": self.reasons(),
+            "pixel_cleaned": self.pixel_cleaned,
             "seconds": round(self.seconds, 3),
             "files_per_second": round(self.inputs / self.seconds, 2) if self.seconds else 0.0,
             "output_digest": self.output_digest(),

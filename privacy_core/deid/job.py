@@ -100,10 +100,10 @@ def run_deidentification(
         counts={
             "processed": batch.inputs,
             "written": len(batch.written),
-            "duplicates": int(str(summary["duplicates"])),
+            "duplicates": batch.duplicates,
             "quarantined": len(batch.quarantined),
-            "pixel_cleaned": int(str(summary["pixel_cleaned"])),
-            "reasons": dict(summary["reasons"]) if isinstance(summary["reasons"], dict) else {},
+            "pixel_cleaned": batch.pixel_cleaned,
+            "reasons": batch.reasons(),
         },
         privacy={
             "deidentification": {
