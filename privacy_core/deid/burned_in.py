@@ -716,16 +716,54 @@ def _attribute_text(ds: Dataset, tags: tuple[int, ...]) -> str:
     return ""
 
 
-def _evaluate(condition: Condition, lookup: Callable[[tuple[int, ...]], str]) -> bool:
+_Predicate = Callable[[Callable[[tuple[int, ...]], str]], bool]
+_COMPILED: dict[Condition, _Predicate] = {}
+
+
+def _compile(condition: Condition) -> _Predicate:
+    """Turn a condition tree into nested closures once, so evaluating it per image does no type dispatch."""
+    if condition in _COMPILED:
+        return _COMPILED[condition]
+    predicate: _Predicate
     if isinstance(condition, Term):
-        return METHODS[condition.method](lookup(condition.tags), condition.argument)
-    if isinstance(condition, Not):
-        return not _evaluate(condition.operand, lookup)
-    if isinstance(condition, And):
-        return all(_evaluate(op, lookup) for op in condition.operands)
-    if isinstance(condition, Or):
-        return any(_evaluate(op, lookup) for op in condition.operands)
-    return condition.value
+        method, tags, argument = METHODS[condition.method], condition.tags, condition.argument
+
+        def predicate(lookup: Callable[[tuple[int, ...]], str]) -> bool:
+            return method(lookup(tags), argument)
+
+    elif isinstance(condition, Not):
+        inner = _compile(condition.operand)
+
+        def predicate(lookup: Callable[[tuple[int, ...]], str]) -> bool:
+            return not inner(lookup)
+
+    elif isinstance(condition, And | Or):
+        parts = tuple(_compile(op) for op in condition.operands)
+        combine = all if isinstance(condition, And) else any
+
+        def predicate(lookup: Callable[[tuple[int, ...]], str]) -> bool:
+            return combine(part(lookup) for part in parts)
+
+    else:
+        value = condition.value
+
+        def predicate(lookup: Callable[[tuple[int, ...]], str]) -> bool:
+            return value
+
+    _COMPILED[condition] = predicate
+    return predicate
+
+
+_RULE_SETS: dict[int, tuple[Sequence[BurnedInRule], list[tuple[BurnedInRule, _Predicate]]]] = {}
+
+
+def _predicates(rules: Sequence[BurnedInRule]) -> list[tuple[BurnedInRule, _Predicate]]:
+    """Each rule with its compiled condition, compiled once per rule list (an engine keeps its list)."""
+    cached = _RULE_SETS.get(id(rules))
+    if cached is None or cached[0] is not rules:
+        cached = (rules, [(rule, _compile(rule.condition)) for rule in rules])
+        _RULE_SETS[id(rules)] = cached
+    return cached[1]
 
 
 def matching_rules(ds: Dataset, rules: Sequence[BurnedInRule]) -> list[BurnedInRule]:
@@ -741,7 +779,7 @@ def matching_rules(ds: Dataset, rules: Sequence[BurnedInRule]) -> list[BurnedInR
             cache[tags] = _attribute_text(ds, tags)
         return cache[tags]
 
-    return [rule for rule in rules if _evaluate(rule.condition, lookup)]
+    return [rule for rule, predicate in _predicates(rules) if predicate(lookup)]
 
 
 def match_regions(ds: Dataset, rules: Sequence[BurnedInRule]) -> list[Region]:

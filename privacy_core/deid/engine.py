@@ -9,11 +9,19 @@ CID 7050 code sequence). Elements nobody needs to look at stay raw, so they are 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+# The engine is the part that needs pydicom; it is imported only when files are processed (operators
+# import it inside execute), so these imports never slow a DAG file's parse.
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from privacy_core import __version__
 from privacy_core.deid._safe_private import SAFE_PRIVATE
@@ -34,8 +42,21 @@ VOCABULARY_SEQUENCES: frozenset[int] = frozenset({0x0040A043, 0x0040A168, 0x0040
 META_REMOVE: frozenset[int] = frozenset({0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102})
 #: Maximum value lengths of text VRs, so cleaned text stays valid.
 MAX_LEN = {"SH": 16, "LO": 64, "ST": 1024, "LT": 10240, "PN": 64, "AE": 16, "CS": 16}
-#: VRs whose values are checked against their VR when ``strict_values`` is on (the cheap, telling ones).
-VALIDATED_VRS: frozenset[str] = frozenset({"IS", "DS", "DA", "TM", "DT", "UI", "AS"})
+#: Syntax of the VRs checked when ``strict_values`` is on (PS3.5 6.2), matched on the raw bytes of each value
+#: so that a kept element is validated without being decoded (and then re-encoded on write).
+RAW_SYNTAX: dict[str, re.Pattern[bytes]] = {
+    "IS": re.compile(rb" *[+-]?[0-9]{1,11} *"),
+    "DS": re.compile(rb" *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *"),
+    "DA": re.compile(rb"[0-9]{8}|[0-9]{4}\.[0-9]{2}\.[0-9]{2}"),
+    "TM": re.compile(rb"[0-9]{2}(:?[0-9]{2}(:?[0-9]{2}(\.[0-9]{1,6})?)?)? *"),
+    "DT": re.compile(
+        rb"[0-9]{4}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?)?)?)?([+-][0-9]{4})? *"
+    ),
+    "UI": re.compile(rb"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*"),
+    "AS": re.compile(rb"[0-9]{3}[DWMY]"),
+}
+#: Longest value per checked VR.
+RAW_MAX = {"IS": 12, "DS": 16, "DA": 10, "TM": 16, "DT": 26, "UI": 64, "AS": 4}
 _IDENTIFYING_VRS = TEXT_VRS | {"DA", "DT"}
 #: Every VR of PS3.5 6.2; an explicit VR outside it means the parser cannot trust what follows.
 VALID_VRS: frozenset[str] = frozenset(
@@ -178,8 +199,11 @@ class DeidEngine:
         """Visit every element of ``ds`` once, recursing into sequences; delete safely (keys copied first)."""
         actions = self._actions
         private_seen = False
+        get_item = ds.get_item
         for tag in list(ds.keys()):
-            _check_vr(ds, tag)
+            raw = get_item(tag)
+            if raw.is_raw and raw.VR is not None and (raw.VR not in VALID_VRS or raw.VR in FIXED_SIZE):
+                _check_vr(ds, tag)
             group = tag >> 16
             if group & 1:
                 private_seen = True
@@ -221,8 +245,8 @@ class DeidEngine:
                     _replace(ds, tag, vr, dummy_for(vr))
             else:
                 self._clean_text(ds, tag, vr, state)
-        elif self.strict_values and vr in VALIDATED_VRS:
-            ds[tag]
+        elif self.strict_values and vr in RAW_SYNTAX:
+            _check_syntax(ds, tag, vr)
 
     # ------------------------------------------------------------------ actions (one callback each)
     def _keep(self, ds: Dataset, tag: int, state: _FileState, mode: Mode, depth: int) -> None:
@@ -265,13 +289,19 @@ class DeidEngine:
             elem.value = dummy_for(vr)
 
     def _uid(self, ds: Dataset, tag: int, state: _FileState, mode: Mode, depth: int) -> None:
-        elem = ds[tag]
-        if elem.VR == "SQ":
+        vr = _vr(ds, tag)
+        if vr == "SQ":
             self._recurse(ds, tag, state, mode, depth)
-        elif elem.VR != "UI":
-            elem.value = dummy_for(elem.VR)
-        elif not elem.is_empty:
-            elem.value = _join([self.pseudonyms.uid(str(v)) for v in _values(elem.value)])
+        elif vr != "UI":
+            _replace(ds, tag, vr, dummy_for(vr))
+        elif not _is_empty(ds, tag):
+            raw = ds.get_item(tag)
+            value = raw.value if getattr(raw, "is_raw", False) else None
+            if isinstance(value, bytes):  # UIDs are ASCII: map them without decoding through pydicom
+                uids = value.rstrip(b" \x00").decode("ascii", "replace").split("\\")
+            else:
+                uids = [str(v) for v in _values(ds[tag].value)]
+            _replace(ds, tag, "UI", "\\".join(self.pseudonyms.uid(uid) for uid in uids))
 
     def _recurse_uids(self, ds: Dataset, tag: int, state: _FileState, mode: Mode, depth: int) -> None:
         self._uid(ds, tag, state, mode, depth)
@@ -374,8 +404,6 @@ def _text(ds: Dataset, tag: int) -> str:
         return ""
     if isinstance(value, str):
         return value.strip()
-    from pydicom.multival import MultiValue
-    from pydicom.sequence import Sequence
 
     if isinstance(value, Sequence):
         return ""
@@ -390,9 +418,6 @@ def _replace(ds: Dataset, tag: int, vr: str, value: object) -> None:
     Dummies are text or zeros, the same bytes in either byte order, so when the old element is still raw the
     new one is stored pre-encoded as raw too and written straight through, as pydicom writes untouched ones.
     """
-    from pydicom.dataelem import DataElement, RawDataElement
-    from pydicom.sequence import Sequence
-    from pydicom.tag import BaseTag
 
     if vr == "SQ":
         ds[tag] = DataElement(tag, vr, Sequence([]))
@@ -407,12 +432,13 @@ def _replace(ds: Dataset, tag: int, vr: str, value: object) -> None:
 
 
 def _encode_dummy(vr: str, value: object) -> bytes | None:
-    """The bytes of an empty, text or zero value, padded to even length; None for anything else."""
+    """The bytes of an empty, ASCII text or zero value, padded to even length (UIDs with NUL, as PS3.5 says);
+    None for anything else, which then goes through pydicom's encoder."""
     if value is None:
         return b""
     if isinstance(value, str) and len(vr) == 2 and value.isascii():
         data = value.encode("ascii")
-        return data + b" " if len(data) % 2 else data
+        return data + (b"\x00" if vr == "UI" else b" ") if len(data) % 2 else data
     if value == 0 and vr in FIXED_SIZE:
         return bytes(FIXED_SIZE[vr])
     if value == b"":
@@ -427,6 +453,20 @@ def _is_empty(ds: Dataset, tag: int) -> bool:
         value = getattr(elem, "value", None)
         return not value or not value.strip(b" \x00")
     return bool(ds[tag].is_empty)
+
+
+def _check_syntax(ds: Dataset, tag: int, vr: str) -> None:
+    """Refuse a kept value that breaks its VR's syntax, reading the raw bytes (decoded elements passed already)."""
+    raw = ds.get_item(tag)
+    value = getattr(raw, "value", None)
+    if not getattr(raw, "is_raw", False) or not isinstance(value, bytes):
+        return
+    pattern, limit = RAW_SYNTAX[vr], RAW_MAX[vr]
+    for part in value.rstrip(b" \x00").split(b"\\"):
+        if part and (len(part) > limit or pattern.fullmatch(part) is None):
+            raise QuarantineError(
+                "invalid-value", f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) {vr} value {part!r} breaks its VR"
+            )
 
 
 def _check_vr(ds: Dataset, tag: int) -> None:
@@ -467,7 +507,6 @@ def _vr(ds: Dataset, tag: int) -> str:
 
 def _values(value: Any) -> list[Any]:
     """A DICOM value as a list of its values: a MultiValue (VM > 1) is split, anything else is one value."""
-    from pydicom.multival import MultiValue
 
     return list(value) if isinstance(value, MultiValue | list) else [value]
 
@@ -542,23 +581,43 @@ def _check_complete(ds: Dataset) -> None:
     meta = getattr(ds, "file_meta", None)
     syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
     if 0x7FE00010 in ds and not _is_compressed(syntax):
-        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-        frames = int(str(ds.get("NumberOfFrames", 1) or 1))
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        bits = int(ds.get("BitsAllocated", 8) or 8)
+        rows, cols = _number(ds, 0x00280010, 0), _number(ds, 0x00280011, 0)
+        frames, samples = _number(ds, 0x00280008, 1) or 1, _number(ds, 0x00280002, 1) or 1
+        bits = _number(ds, 0x00280100, 8) or 8
         expected = (rows * cols * frames * samples * bits + 7) // 8
-        if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+        if _text(ds, 0x00280004) == "YBR_FULL_422":
             expected = expected * 2 // 3  # chroma subsampled 2:1 horizontally: 2 samples a pixel, not 3
         actual = len(ds.get_item(0x7FE00010).value or b"")
         if actual < expected:
             raise QuarantineError("truncated", f"pixel data has {actual} of {expected} bytes")
-    last = max(ds.keys(), default=None)
+    last = next(reversed(list(ds.keys())), None)  # elements sit in the order read: this is the last read
     if last is not None:
         raw = ds.get_item(last)
         declared = getattr(raw, "length", None)
         value = getattr(raw, "value", None)
         if isinstance(value, bytes) and declared not in (None, 0xFFFFFFFF) and len(value) < declared:
             raise QuarantineError("truncated", f"the last element has {len(value)} of {declared} bytes")
+
+
+def _number(ds: Dataset, tag: int, default: int) -> int:
+    """An US or IS element as an int, read from raw bytes when possible; ``default`` when absent or odd."""
+
+    raw = ds.get_item(tag)
+    if raw is None:
+        return default
+    value = getattr(raw, "value", None)
+    if getattr(raw, "is_raw", False) and isinstance(value, bytes):
+        if len(value) == 2 and raw.VR in ("US", None):  # US (Rows, Columns, Samples, Bits Allocated)
+            little = cast(RawDataElement, raw).is_little_endian
+            return int.from_bytes(value, "little" if little else "big")
+        try:
+            return int(value.strip(b" \x00") or default)  # IS (Number of Frames)
+        except ValueError:
+            return default
+    try:
+        return int(ds[tag].value)
+    except (TypeError, ValueError):
+        return default
 
 
 #: Transfer syntaxes that are, or usually are, lossy: JPEG baseline/extended, JPEG-LS near-lossless, JPEG 2000
