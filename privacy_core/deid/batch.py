@@ -27,7 +27,7 @@ from privacy_core.deid.engine import DeidEngine, quiet_pydicom, read_dicom
 from privacy_core.deid.profile import Profile
 from privacy_core.errors import ConfigurationError, QuarantineError
 from privacy_core.keys import PseudonymKey
-from privacy_core.storage import atomic_write_bytes, atomic_write_json
+from privacy_core.storage import atomic_write_bytes, atomic_write_json, fsync_directory, sync_filesystem
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -132,7 +132,10 @@ def _run_chunk(chunk: list[tuple[int, str]], stage: str) -> list[FileResult]:
 
 
 def process_file(engine: DeidEngine, index: int, src: Path, out_root: Path) -> FileResult:
-    """Read, de-identify and write one file; every failure becomes a quarantine result, never an exception."""
+    """Read, de-identify and write one file; every failure becomes a quarantine result, never an exception.
+
+    The file is written atomically but not synced: the caller syncs the tree once (see ``_finish_tree``).
+    """
     with quiet_pydicom():
         return _process_file(engine, index, src, out_root)
 
@@ -151,7 +154,17 @@ def _process_file(engine: DeidEngine, index: int, src: Path, out_root: Path) -> 
             f"/{_safe_name(outcome.sop_uid)}.dcm"
         )
         encoded = _encode(ds)
-        status = _place(out_root / rel, encoded)
+        try:
+            status = _place(out_root / rel, encoded)
+        except QuarantineError as exc:  # keep the contested path so the batch can settle the conflict
+            return FileResult(
+                index=index,
+                status="quarantined",
+                output=rel,
+                category=exc.category,
+                detail=exc.detail,
+                input_sha256=input_sha256,
+            )
         return FileResult(
             index=index,
             status=status,
@@ -272,6 +285,7 @@ def deidentify_tree(
         else:
             result.results.extend(_parallel(jobs, stage, profile, key, workers, strict_values, rules_path, progress))
         result.results.sort(key=lambda r: r.index)
+        result.results = _settle_conflicts(result.results, stage)
         _finish_tree(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -337,12 +351,39 @@ def _check_paths(src: Path, out: Path, quarantine: Path) -> None:
         )
 
 
+def _settle_conflicts(results: list[FileResult], stage: Path) -> list[FileResult]:
+    """Quarantine every input that claims a contested SOP Instance UID, the first writer included.
+
+    Which of two different files won the race to a path depends on worker scheduling; releasing neither
+    makes the outcome the same for any number of workers, and two objects claiming one identity need a
+    person to decide anyway.
+    """
+    contested = {r.output for r in results if r.category == "duplicate-sop-instance-uid"}
+    if not contested:
+        return results
+    settled = []
+    for r in results:
+        if r.status in ("written", "duplicate") and r.output in contested:
+            (stage / str(r.output)).unlink(missing_ok=True)
+            r = FileResult(
+                index=r.index,
+                status="quarantined",
+                output=r.output,
+                category="duplicate-sop-instance-uid",
+                detail="another input file has the same SOP Instance UID but different content",
+                input_sha256=r.input_sha256,
+            )
+        settled.append(r)
+    return settled
+
+
 def _finish_tree(stage: Path, out: Path) -> None:
-    """Rename the staged tree into place: OUTPUT appears complete or not at all."""
-    os.sync()  # every staged file reaches the disk before the release becomes visible
+    """Rename the staged tree into place: OUTPUT appears complete or not at all, and survives a crash."""
+    sync_filesystem(stage)  # every staged file reaches the disk before the release becomes visible
     if out.exists():
         out.rmdir()  # checked empty before the run
     os.replace(stage, out)
+    fsync_directory(out.parent)  # and the rename itself is durable
 
 
 def _write_quarantine(folder: Path, src_root: Path, files: list[Path], rejected: list[FileResult]) -> Path:

@@ -189,3 +189,25 @@ def test_list_inputs_is_sorted_and_recursive(tmp_path: Path) -> None:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
     assert [p.relative_to(tmp_path).as_posix() for p in list_inputs(tmp_path)] == ["a/1", "b/2", "c"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_conflicting_instances_are_both_quarantined_whatever_the_workers(
+    tmp_path: Path, key: PseudonymKey, workers: int
+) -> None:
+    from tests.conftest import PYDICOM_FILES
+
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copy(PYDICOM_FILES / "CT_small.dcm", source / "a.dcm")
+    other = pydicom.dcmread(PYDICOM_FILES / "CT_small.dcm")
+    other.SliceThickness = "9.5"  # kept by the profile: same SOP Instance UID, different released content
+    other.save_as(source / "b.dcm")
+    shutil.copy(PYDICOM_FILES / "MR_small.dcm", source / "c.dcm")
+    result = deidentify_tree(source, tmp_path / "out", Profile(), key, workers=workers)
+    assert [(r.status, r.category) for r in result.results] == [
+        ("quarantined", "duplicate-sop-instance-uid"),
+        ("quarantined", "duplicate-sop-instance-uid"),
+        ("written", None),
+    ]
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 1
