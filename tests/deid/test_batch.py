@@ -100,9 +100,12 @@ def test_summary_has_no_input_names_and_validates(real_release: batch_module.Bat
     assert "dcm" not in text
 
 
-def test_two_workers_give_the_same_release_as_one(tmp_path: Path, key: PseudonymKey) -> None:
+def test_two_workers_give_the_same_release_as_one(
+    tmp_path: Path, key: PseudonymKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.conftest import PYDICOM_FILES
 
+    monkeypatch.setattr(batch_module, "CHUNK_FILES", 1)  # six chunks: the pool and this process share them
     source = tmp_path / "in"
     source.mkdir()
     for name in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "rtstruct.dcm", "test-SR.dcm", "JPEG2000.dcm"):
@@ -111,6 +114,7 @@ def test_two_workers_give_the_same_release_as_one(tmp_path: Path, key: Pseudonym
     two = deidentify_tree(source, tmp_path / "two", Profile(), key, workers=2)
     assert len(one.written) == 6
     assert one.output_digest() == two.output_digest()
+    assert [r.index for r in two.results] == list(range(6))
 
 
 def test_identical_duplicate_is_counted_not_quarantined(tmp_path: Path, key: PseudonymKey) -> None:
@@ -193,10 +197,11 @@ def test_list_inputs_is_sorted_and_recursive(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_conflicting_instances_are_both_quarantined_whatever_the_workers(
-    tmp_path: Path, key: PseudonymKey, workers: int
+    tmp_path: Path, key: PseudonymKey, workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.conftest import PYDICOM_FILES
 
+    monkeypatch.setattr(batch_module, "CHUNK_FILES", 1)
     source = tmp_path / "in"
     source.mkdir()
     shutil.copy(PYDICOM_FILES / "CT_small.dcm", source / "a.dcm")
