@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -92,7 +92,7 @@ class _FileState:
 
     patient: str
     shift_days: int
-    tokens: list[str] = field(default_factory=list)
+    tokens: re.Pattern[str] | None = None
     removed_private: int = 0
 
 

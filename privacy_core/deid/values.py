@@ -70,8 +70,9 @@ def dummy_for(vr: str) -> object:
     return ""
 
 
-def identifying_tokens(values: Iterable[str]) -> list[str]:
-    """Split header values into tokens worth scrubbing: whole values and PN components of 3+ characters."""
+def identifying_tokens(values: Iterable[str]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern for header values worth scrubbing from free text: whole values and their
+    name components of 3+ characters, longest first. Built once per file, used for every text value."""
     tokens: set[str] = set()
     for value in values:
         text = value.strip()
@@ -81,16 +82,18 @@ def identifying_tokens(values: Iterable[str]) -> list[str]:
         for part in re.split(r"[\^=\\,\s]+", text):
             if len(part) >= 3:
                 tokens.add(part)
-    return sorted(tokens, key=len, reverse=True)
+    if not tokens:
+        return None
+    ordered = sorted(tokens, key=len, reverse=True)
+    return re.compile("|".join(re.escape(t) for t in ordered), re.IGNORECASE)
 
 
-def clean_text(text: str, tokens: list[str]) -> str:
-    """Remove ``tokens`` (case-insensitive) and identifier-shaped substrings from ``text``.
+def clean_text(text: str, tokens: re.Pattern[str] | None) -> str:
+    """Remove ``tokens`` and identifier-shaped substrings (dates, long numbers, e-mail, phone) from ``text``.
 
-    >>> clean_text("Follow-up for Jane DOE 12/03/2021 MRN 1234567", ["DOE^JANE", "DOE", "JANE"])
+    >>> clean_text("Follow-up for Jane DOE 12/03/2021 MRN 1234567", identifying_tokens(["DOE^JANE"]))
     'Follow-up for [REDACTED] [REDACTED] [REDACTED] MRN [REDACTED]'
     """
-    if tokens:
-        pattern = re.compile("|".join(re.escape(t) for t in tokens), re.IGNORECASE)
-        text = pattern.sub(REDACTED, text)
+    if tokens is not None:
+        text = tokens.sub(REDACTED, text)
     return _PATTERNS.sub(REDACTED, text)
