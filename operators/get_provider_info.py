@@ -22,11 +22,17 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "operators": [{"integration-name": "Imaging Privacy", "python-modules": ["operators.deid"]}],
-        "hooks": [{"integration-name": "Imaging Privacy", "python-modules": ["operators.hooks.pseudonym_key"]}],
+        "hooks": [
+            {
+                "integration-name": "Imaging Privacy",
+                "python-modules": ["operators.hooks.pseudonym_key", "operators.hooks.dask"],
+            }
+        ],
         "connection-types": [
             {
                 "hook-class-name": "operators.hooks.pseudonym_key.PseudonymKeyHook",
                 "connection-type": "imaging_privacy_key",
-            }
+            },
+            {"hook-class-name": "operators.hooks.dask.DaskHook", "connection-type": "dask"},
         ],
     }
