@@ -41,11 +41,12 @@ class DaskHook(BaseHook):
         from privacy_core.imaging.compute import DaskConfig
 
         conn = self.get_connection(self.dask_conn_id)
-        address = (conn.extra_dejson or {}).get("address")
+        extra = conn.extra_dejson or {}
+        address = extra.get("address")
         if not address:
             protocol = conn.schema or "tcp"
             address = f"{protocol}://{conn.host}:{conn.port or 8786}"
-        return DaskConfig(address=address)
+        return DaskConfig(address=address, connect_timeout=float(extra.get("connect_timeout", 20)))
 
     def test_connection(self) -> tuple[bool, str]:
         """Connect to the scheduler and report how many workers it has."""

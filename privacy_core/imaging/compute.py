@@ -26,11 +26,13 @@ class DaskConfig:
     :param address: e.g. ``tcp://scheduler:8786``; None starts a local cluster for the duration of the work.
     :param workers: local cluster size; None means one worker per core.
     :param memory_limit: per local worker (``"auto"`` divides the machine's memory between workers).
+    :param connect_timeout: seconds to keep trying to reach ``address``.
     """
 
     address: str | None = None
     workers: int | None = None
     memory_limit: str = "auto"
+    connect_timeout: float = 20.0
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -56,7 +58,7 @@ def dask_client(config: DaskConfig | None = None) -> Iterator[Client]:
     config = config or DaskConfig()
     if config.address:
         try:
-            client = Client(config.address, timeout="20s", set_as_default=False)
+            client = Client(config.address, timeout=config.connect_timeout, set_as_default=False)
         except OSError as exc:
             raise ConfigurationError(
                 "dask address", f"cannot reach {config.address} ({type(exc).__name__})", "check the scheduler is up"

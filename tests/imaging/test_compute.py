@@ -53,7 +53,10 @@ def test_existing_scheduler_by_address() -> None:
 
 
 def test_unreachable_scheduler_is_a_clear_error() -> None:
-    with pytest.raises(ConfigurationError, match="cannot reach"), dask_client(DaskConfig(address="tcp://127.0.0.1:9")):
+    with (
+        pytest.raises(ConfigurationError, match="cannot reach"),
+        dask_client(DaskConfig(address="tcp://127.0.0.1:9", connect_timeout=2)),
+    ):
         pass
 
 

@@ -40,7 +40,10 @@ def test_test_connection_against_a_real_scheduler(monkeypatch: pytest.MonkeyPatc
 
 
 def test_test_connection_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_DOWN", '{"conn_type": "dask", "host": "127.0.0.1", "port": 9}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DOWN",
+        '{"conn_type": "dask", "host": "127.0.0.1", "port": 9, "extra": {"connect_timeout": 2}}',
+    )
     ok, message = DaskHook("down").test_connection()
     assert not ok
     assert "cannot reach" in message
