@@ -26,7 +26,7 @@ class DeidJobResult:
     """The job's outcome: the safe summary, where the lineage record and the quarantine are."""
 
     summary: dict[str, Any]
-    lineage_path: Path
+    lineage_path: str
     quarantine_path: Path | None
     batch: BatchResult
 

@@ -19,7 +19,7 @@ from privacy_core import __version__
 from privacy_core.schemas import validate
 from privacy_core.storage import atomic_write_json
 
-SCHEMA = "TaskLineageRecord/1.0"
+SCHEMA = "TaskLineageRecord/1.1"
 #: Distributions whose versions an auditor needs to reproduce a run.
 TRACKED_DISTRIBUTIONS = (
     "pydicom",
@@ -91,6 +91,7 @@ def build_record(
     privacy: dict[str, Any],
     airflow: AirflowRun | None = None,
     run_id: str | None = None,
+    storage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble and validate a lineage record.
 
@@ -118,16 +119,32 @@ def build_record(
         "counts": counts,
         "privacy": privacy,
     }
+    if storage is not None:
+        record["storage"] = storage
     validate("TaskLineageRecord", record)
     return record
 
 
-def write_record(record: dict[str, Any], folder: str | Path) -> Path:
-    """Validate and write ``record`` as ``<folder>/<record_id>.json`` atomically; returns the path."""
+def write_record(record: dict[str, Any], folder: str | Path, storage_options: dict[str, Any] | None = None) -> str:
+    """Validate and write ``record`` as ``<folder>/<record_id>.json``; returns where.
+
+    A local folder gets an atomic rename; an fsspec URL (an object store) gets a single PUT, which is
+    atomic there.
+    """
     validate("TaskLineageRecord", record)
-    path = Path(folder) / f"{record['record_id']}.json"
-    atomic_write_json(path, record)
-    return path
+    name = f"{record['record_id']}.json"
+    if "://" not in str(folder):
+        path = Path(folder) / name
+        atomic_write_json(path, record)
+        return str(path)
+    import json
+
+    import fsspec
+
+    url = f"{str(folder).rstrip('/')}/{name}"
+    with fsspec.open(url, "w", **(storage_options or {})) as fh:
+        fh.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return url
 
 
 def read_record(path: str | Path) -> dict[str, Any]:

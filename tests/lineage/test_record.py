@@ -60,7 +60,7 @@ def test_record_describes_the_run(job) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_record_holds_no_secret_and_no_input_name(job) -> None:  # type: ignore[no-untyped-def]
-    text = job.lineage_path.read_text()
+    text = Path(job.lineage_path).read_text()
     assert TEST_SECRET not in text
     assert "MR_truncated" not in text
     assert "CT_small" not in text
@@ -69,7 +69,7 @@ def test_record_holds_no_secret_and_no_input_name(job) -> None:  # type: ignore[
 def test_output_digest_matches_the_files_on_disk(job) -> None:  # type: ignore[no-untyped-def]
     import hashlib
 
-    record = json.loads(job.lineage_path.read_text())
+    record = json.loads(Path(job.lineage_path).read_text())
     lines = sorted(
         f"{p.relative_to(job.batch.output).as_posix()}\t{hashlib.sha256(p.read_bytes()).hexdigest()}\n"
         for p in job.batch.output.rglob("*.dcm")
@@ -84,3 +84,20 @@ def test_completed_summary_finds_the_same_task_only(job) -> None:  # type: ignor
     assert done["resumed"] is True
     other = AirflowRun(dag_id="d", run_id="manual__2", task_id="t", map_index=-1, try_number=1)
     assert completed_summary(job.batch.output, other) is None
+
+
+def test_records_of_the_previous_schema_version_still_validate(job) -> None:  # type: ignore[no-untyped-def]
+    from privacy_core.schemas import validate
+
+    record = json.loads(Path(job.lineage_path).read_text())
+    assert record["schema"] == "TaskLineageRecord/1.1"
+    record["schema"] = "TaskLineageRecord/1.0"  # a deid record written by 0.1.0 has exactly these fields
+    validate("TaskLineageRecord", record)
+
+
+def test_record_can_go_to_an_fsspec_url(tmp_path: Path) -> None:
+    from privacy_core.lineage.record import write_record
+
+    record = build_record(operation="pixels", parameters={}, inputs=[], outputs=[], counts={}, privacy={}, run_id="r")
+    where = write_record(record, f"file://{tmp_path}/lineage")
+    assert read_record(where.removeprefix("file://")) == record
