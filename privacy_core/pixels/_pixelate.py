@@ -1,0 +1,112 @@
+"""Pixelation as a Dask array operation: each b x b cell, aligned to the image origin, becomes its mean.
+
+Cells are anchored at pixel (0, 0) of the image, not at chunk borders, so the result does not depend on how the
+array is chunked. To keep every cell inside one chunk, the (y, x) chunks are first rechunked to a multiple of
+``block`` when their borders are not already on the cell grid; each block is then reduced on its own with
+``map_blocks``, no halo needed. Also holds the Dask helpers DP-Pix shares.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from privacy_core.pixels.reference import _check_block, _check_shape, _float_dtype
+
+if TYPE_CHECKING:
+    import dask.array as da
+    import numpy as np
+    from numpy.typing import DTypeLike, NDArray
+
+__all__ = ["pixelate"]
+
+
+def _check_dask_volume(image: object) -> None:
+    """Refuse anything but a Dask ``(z, y, x)`` or ``(z, y, x, c)`` array."""
+    import dask.array as da
+
+    if not isinstance(image, da.Array):
+        raise TypeError(
+            f"image: expected a dask.array.Array, got {type(image).__name__}; "
+            "wrap it with dask.array.from_array(image, chunks=...)"
+        )
+    _check_shape(image.shape)
+
+
+def _align_in_plane(image: da.Array, block: int) -> da.Array:
+    """Rechunk (y, x) so every chunk border lies on the cell grid (a multiple of ``block`` from the origin).
+
+    Already aligned axes keep their chunks. Others get a uniform chunk: the first chunk's size rounded up to a
+    multiple of ``block``, so chunks grow by less than one cell.
+    """
+    new: dict[int, int] = {}
+    for axis in (1, 2):
+        chunks = image.chunks[axis]
+        borders, total = [], 0
+        for size in chunks[:-1]:
+            total += size
+            borders.append(total)
+        if any(border % block for border in borders):
+            new[axis] = -(-chunks[0] // block) * block
+    return image.rechunk(new) if new else image
+
+
+def _cell_sums(block_data: NDArray[Any], block: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-cell float64 sums and pixel counts of a block that starts on the cell grid.
+
+    Sums have shape ``(z, ny, nx[, c])``; counts have ``(1, ny, nx[, 1])`` so they broadcast against them.
+    """
+    import numpy as np
+
+    height, width = block_data.shape[1:3]
+    rows, cols = np.arange(0, height, block), np.arange(0, width, block)
+    data = block_data.astype(np.float64)
+    sums = np.add.reduceat(np.add.reduceat(data, rows, axis=1), cols, axis=2)
+    counts = np.outer(np.diff(rows, append=height), np.diff(cols, append=width)).astype(np.float64)
+    return sums, counts.reshape((1, *counts.shape) + (1,) * (block_data.ndim - 3))
+
+
+def _spread_cells(cells: NDArray[Any], block: int, shape: tuple[int, ...]) -> NDArray[Any]:
+    """Each cell value over its pixels; the last cell in a row or column is cut to what the block holds."""
+    import numpy as np
+
+    return np.repeat(np.repeat(cells, block, axis=1), block, axis=2)[:, : shape[1], : shape[2]]
+
+
+def _pixelate_block(block_data: NDArray[Any], block: int, out_dtype: DTypeLike) -> NDArray[Any]:
+    """Cell means of one grid-aligned block, spread back over the block."""
+    if block_data.size == 0:
+        return block_data.astype(out_dtype)
+    sums, counts = _cell_sums(block_data, block)
+    return _spread_cells(sums / counts, block, block_data.shape).astype(out_dtype)
+
+
+def pixelate(image: da.Array, block: int) -> da.Array:
+    """Replace each ``block`` x ``block`` cell by its mean; cells start at the image origin, not at chunks.
+
+    Cells at the bottom and right edges that are smaller than ``block`` use the mean of the pixels they have.
+    In-plane chunks are rechunked to multiples of ``block`` if needed (see the module docstring). Matches
+    :func:`privacy_core.pixels.reference.pixelate`.
+
+    :param image: a Dask ``(z, y, x)`` or ``(z, y, x, c)`` array; every plane and channel is done alike.
+    :param block: the cell side in pixels, at least 1.
+    :return: float32 means (float64 input stays float64): rounding back would quantise a second time.
+    :raises ConfigurationError: ``image`` is not a volume, or ``block`` is not a whole number >= 1.
+
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> image = da.from_array(np.arange(12, dtype=np.uint8).reshape(1, 3, 4), chunks=(1, 1, 3))
+    >>> pixelate(image, 2).compute()[0]
+    array([[ 2.5,  2.5,  4.5,  4.5],
+           [ 2.5,  2.5,  4.5,  4.5],
+           [ 8.5,  8.5, 10.5, 10.5]], dtype=float32)
+    """
+    import dask.array as da
+
+    _check_dask_volume(image)
+    block = _check_block(block)
+    out_dtype = _float_dtype(image.dtype)
+    aligned = _align_in_plane(image, block)
+    result: da.Array = da.map_blocks(
+        _pixelate_block, aligned, block=block, out_dtype=out_dtype, dtype=out_dtype, meta=image._meta.astype(out_dtype)
+    )
+    return result
