@@ -607,7 +607,7 @@ def _number(ds: Dataset, tag: int, default: int) -> int:
         return default
     value = getattr(raw, "value", None)
     if getattr(raw, "is_raw", False) and isinstance(value, bytes):
-        if len(value) == 2 and raw.VR in ("US", None):  # US (Rows, Columns, Samples, Bits Allocated)
+        if len(value) == 2 and _vr(ds, tag) == "US":  # Rows, Columns, Samples, Bits Allocated (not IS frames)
             little = cast(RawDataElement, raw).is_little_endian
             return int.from_bytes(value, "little" if little else "big")
         try:

@@ -216,3 +216,12 @@ def test_conflicting_instances_are_both_quarantined_whatever_the_workers(
         ("written", None),
     ]
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 1
+
+
+@pytest.mark.parametrize("name", ["rtdose.dcm", "rtdose_1frame.dcm", "SC_rgb_rle_2frame.dcm", "MR_small_implicit.dcm"])
+def test_complete_files_are_not_called_truncated(name: str) -> None:
+    """Implicit VR files hold Number of Frames (IS) as text: "15" must not be read as a 2-byte integer."""
+    from privacy_core.deid.engine import read_dicom
+    from tests.conftest import PYDICOM_FILES
+
+    assert read_dicom(PYDICOM_FILES / name).SOPClassUID
