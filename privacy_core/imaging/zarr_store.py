@@ -1,0 +1,484 @@
+"""Series volumes as OME-Zarr images: one Zarr v3 group per series, written atomically, read by Dask.
+
+Layout of ``<store_url>/<series_uid>`` (OME-NGFF 0.5, written with ``ome_zarr.writer``):
+
+- group ``zarr.json``: ``ome.multiscales`` with axes ``z, y, x`` (type ``space``, unit ``millimeter``;
+  colour adds ``c``, type ``channel``, first, as NGFF puts channels before space), one dataset ``"0"`` with
+  ``scale`` = voxel spacing and ``translation`` = origin; and ``imaging_privacy``, our own record: the new
+  UIDs, modality, geometry (with the direction cosines NGFF 0.5 cannot express), dtype, rescale, chunking
+  and ``"complete": true``. Only de-identified identifiers go in: never names, IDs, dates or input paths.
+- array ``0``: whole (y, x) planes per chunk, z chosen for about ``chunk_mb`` MiB (:func:`plan_chunks`),
+  Blosc-zstd with byte shuffle, and a sharding codec when a series has more than a few chunks.
+
+Atomic: ``imaging_privacy`` (with ``complete``) is written last, and :func:`open_series` refuses a group
+without it, which works on object stores where nothing can be renamed. On local disks the group is also
+built as ``<series_uid>.partial-<random>`` and renamed into place, and names with ``.partial-`` are refused,
+so a crash at any point leaves nothing that opens.
+
+Sharding trap: a shard is one object, so two writers of chunks in the same shard overwrite each other
+(``da.store(..., lock=False)`` into a sharded array with Dask chunks smaller than a shard silently loses
+data). Hence writes here go one whole shard slab at a time, and :func:`open_series` reads with Dask chunks
+equal to the shard shape, never smaller.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from privacy_core import __version__
+from privacy_core.errors import ConfigurationError, QuarantineError
+from privacy_core.imaging.series import SeriesGeometry, SeriesProblem, SeriesVolume, group_series, is_uid, iter_slabs
+
+if TYPE_CHECKING:
+    import dask.array as da
+    import zarr
+
+__all__ = [
+    "MARKER",
+    "SeriesArrayInfo",
+    "convert_tree",
+    "open_series",
+    "plan_chunks",
+    "read_geometry",
+    "write_series",
+]
+
+#: Group attribute holding our record; its ``"complete": true`` is the last thing written.
+MARKER = "imaging_privacy"
+#: Name infix of a local group still being written (or left by a crash).
+PARTIAL = ".partial-"
+#: Version of the ``imaging_privacy`` record.
+RECORD_VERSION = 1
+#: Only series with more than this many chunks are sharded: for fewer, one object per chunk is cheap enough.
+SHARD_MIN_CHUNKS = 4
+#: Most chunks in one shard: with 32 MiB chunks a shard (one object, one Dask task on read) is <= 256 MiB.
+SHARD_MAX_CHUNKS = 8
+_MIB = 2**20
+_EMPTY_GROUP = b'{"zarr_format": 3, "node_type": "group", "attributes": {}}'
+
+
+@dataclass(frozen=True)
+class SeriesArrayInfo:
+    """What :func:`write_series` wrote, for lineage records (see :meth:`as_dict`).
+
+    :param url: the series group, ``<store_url>/<series_uid>``.
+    :param series_uid: the (new) SeriesInstanceUID.
+    :param shape: stored array shape, in ``axes`` order.
+    :param dtype: stored dtype.
+    :param chunks: chunk shape (inside shards when sharded).
+    :param shards: shard shape, or None when not sharded; Dask reads use it as their chunks.
+    :param geometry: spacing, origin and direction.
+    :param bytes_written: bytes the array occupies in the store (compressed chunks and metadata).
+    :param axes: ``"zyx"``, or ``"czyx"`` for colour.
+    :param rescaled: whether values are rescaled (RescaleSlope/Intercept applied).
+    """
+
+    url: str
+    series_uid: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    shards: tuple[int, ...] | None
+    geometry: SeriesGeometry
+    bytes_written: int
+    axes: str = "zyx"
+    rescaled: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "url": self.url,
+            "series_uid": self.series_uid,
+            "axes": self.axes,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "chunks": list(self.chunks),
+            "shards": list(self.shards) if self.shards is not None else None,
+            "rescaled": self.rescaled,
+            "geometry": self.geometry.as_dict(),
+            "bytes_written": self.bytes_written,
+        }
+
+    def lineage_entry(self) -> dict[str, Any]:
+        """The item of a TaskLineageRecord 1.1 ``storage.arrays`` list (that schema allows these keys only)."""
+        full = self.as_dict()
+        return {key: full[key] for key in ("url", "shape", "dtype", "chunks", "shards")}
+
+
+def plan_chunks(
+    shape: tuple[int, ...], itemsize: int, *, chunk_mb: float = 32.0, shard: bool = True
+) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """Chunk and shard shapes for a stored ``(z, y, x)`` or ``(c, z, y, x)`` array.
+
+    A chunk holds whole planes (every channel), as many as fit in ``chunk_mb`` MiB (at least one), so Dask
+    tasks along z never cut an image. With ``shard`` and more than :data:`SHARD_MIN_CHUNKS` chunks, a shard
+    groups up to :data:`SHARD_MAX_CHUNKS` chunks, but at most half of them, so reads keep two or more tasks.
+
+    :param shape: stored shape; z is the third axis from the end.
+    :param itemsize: bytes per value.
+    :param chunk_mb: target chunk size in MiB.
+    :param shard: allow sharding.
+    :return: (chunks, shards or None).
+    :raises ConfigurationError: ``chunk_mb`` not positive.
+
+    >>> plan_chunks((300, 512, 512), itemsize=2)
+    ((64, 512, 512), (192, 512, 512))
+    >>> plan_chunks((300, 512, 512), itemsize=2, shard=False)
+    ((64, 512, 512), None)
+    >>> plan_chunks((3, 40, 512, 512), itemsize=1, chunk_mb=1.0)
+    ((3, 1, 512, 512), (3, 8, 512, 512))
+    """
+    if not chunk_mb > 0 or not math.isfinite(chunk_mb):
+        raise ConfigurationError("chunk_mb", f"must be a positive number of MiB, got {chunk_mb}", "use e.g. 32")
+    depth = shape[-3]
+    plane = itemsize * math.prod(shape) // max(depth, 1)
+    per_chunk = max(1, min(depth, int(chunk_mb * _MIB // max(plane, 1))))
+    chunks = (*shape[:-3], per_chunk, *shape[-2:])
+    count = math.ceil(depth / per_chunk)
+    if not shard or count <= SHARD_MIN_CHUNKS:
+        return chunks, None
+    per_shard = min(SHARD_MAX_CHUNKS, math.ceil(count / 2))
+    return chunks, (*shape[:-3], per_shard * per_chunk, *shape[-2:])
+
+
+# ------------------------------------------------------------------------------------------------ URLs
+
+
+def _is_remote(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def _local(url: str) -> Path:
+    return Path(url.removeprefix("file://"))
+
+
+def _join(url: str, name: str) -> str:
+    return url.rstrip("/") + "/" + name
+
+
+def _check_options(url: str, storage_options: dict[str, Any] | None) -> None:
+    if storage_options and not _is_remote(url):
+        raise ConfigurationError(
+            "storage_options",
+            "were given for a local path",
+            "drop storage_options, or give a URL such as s3://bucket/prefix",
+        )
+
+
+def _filesystem(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(url, **(storage_options or {}))
+    return fs, str(path)
+
+
+# ----------------------------------------------------------------------------------------------- write
+
+
+def write_series(
+    volume: SeriesVolume,
+    store_url: str,
+    *,
+    rescale: bool = False,
+    chunk_mb: float = 32.0,
+    shard: bool = True,
+    storage_options: dict[str, Any] | None = None,
+) -> SeriesArrayInfo:
+    """Write one series as an OME-Zarr image at ``<store_url>/<series_uid>``, replacing an older one.
+
+    Slabs are decoded and written one shard (or chunk) at a time, in order, so memory stays near one shard
+    and no two writes touch the same shard. Nothing at the URL opens until the write is complete.
+
+    :param volume: from :func:`~privacy_core.imaging.series.group_series`, on de-identified input.
+    :param store_url: a local folder or an fsspec URL (``s3://bucket/prefix``).
+    :param rescale: store rescaled values (see :func:`~privacy_core.imaging.series.read_volume`).
+    :param chunk_mb: target chunk size in MiB (:func:`plan_chunks`).
+    :param shard: shard series with many chunks.
+    :param storage_options: fsspec options for a remote URL (endpoint, credentials); never recorded.
+    :return: what was written.
+    :raises ConfigurationError: the UIDs are not UIDs, ``chunk_mb`` is not positive, or
+        ``storage_options`` were given for a local path.
+    :raises QuarantineError: ``unreadable-pixels``; nothing is left at the URL that opens.
+    """
+    for setting, uid in (("series_uid", volume.series_uid), ("study_uid", volume.study_uid or "0")):
+        if not is_uid(uid):
+            raise ConfigurationError(
+                f"volume.{setting}", "is not a DICOM UID (digits and dots)", "convert de-identified series only"
+            )
+    _check_options(store_url, storage_options)
+    plan_chunks((1, 1, 1), 1, chunk_mb=chunk_mb)  # validate before touching the store
+    final_url = _join(store_url, volume.series_uid)
+    if _is_remote(store_url):
+        fs, path = _filesystem(final_url, storage_options)
+        _invalidate_remote(fs, path)
+        try:
+            return _write(volume, final_url, final_url, rescale, chunk_mb, shard, storage_options)
+        except BaseException:
+            _remove_remote(fs, path)
+            raise
+    root = _local(store_url)
+    root.mkdir(parents=True, exist_ok=True)
+    partial = root / f"{volume.series_uid}{PARTIAL}{secrets.token_hex(4)}"
+    try:
+        info = _write(volume, str(partial), final_url, rescale, chunk_mb, shard, None)
+        _publish(partial, root / volume.series_uid)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return info
+
+
+def _write(
+    volume: SeriesVolume,
+    target: str,
+    final_url: str,
+    rescale: bool,
+    chunk_mb: float,
+    shard: bool,
+    storage_options: dict[str, Any] | None,
+) -> SeriesArrayInfo:
+    import warnings
+
+    import numpy as np
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    with warnings.catch_warnings():  # ome-zarr 0.18 builds a deprecated Scaler() default at import time
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.writer import write_multiscales_metadata
+
+    dtype = volume.output_dtype(rescale)
+    colour = len(volume.shape) == 4
+    axes = "czyx" if colour else "zyx"
+    shape = (volume.shape[3], *volume.shape[:3]) if colour else volume.shape
+    chunks, shards = plan_chunks(shape, np.dtype(dtype).itemsize, chunk_mb=chunk_mb, shard=shard)
+
+    group = zarr.open_group(target, mode="w", zarr_format=3, storage_options=storage_options)
+    array = group.create_array(
+        "0",
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        shards=shards,
+        compressors=[BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")],
+        fill_value=0,
+        dimension_names=list(axes),
+    )
+    step = (shards or chunks)[-3]  # whole shards per write: never two writers in one shard
+    for start, slab in iter_slabs(volume, slices_per_slab=step, rescale=rescale):
+        stop = start + slab.shape[0]
+        if colour:
+            array[:, start:stop] = np.moveaxis(slab, -1, 0)
+        else:
+            array[start:stop] = slab
+
+    geometry = volume.geometry
+    spacing = [1.0, *geometry.spacing] if colour else list(geometry.spacing)
+    x, y, z = geometry.origin
+    translation = [0.0, z, y, x] if colour else [z, y, x]
+    write_multiscales_metadata(
+        group,
+        datasets=[
+            {
+                "path": "0",
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": spacing},
+                    {"type": "translation", "translation": translation},
+                ],
+            }
+        ],
+        axes=[
+            {"name": "c", "type": "channel"} if name == "c" else {"name": name, "type": "space", "unit": "millimeter"}
+            for name in axes
+        ],
+        name=volume.series_uid,
+    )
+    info = SeriesArrayInfo(
+        url=final_url,
+        series_uid=volume.series_uid,
+        shape=tuple(shape),
+        dtype=dtype,
+        chunks=tuple(chunks),
+        shards=tuple(shards) if shards else None,
+        geometry=geometry,
+        bytes_written=int(array.nbytes_stored()),
+        axes=axes,
+        rescaled=rescale and volume.rescaled,
+    )
+    group.attrs[MARKER] = _record(volume, info)  # last write: the group is complete from here on
+    return info
+
+
+def _record(volume: SeriesVolume, info: SeriesArrayInfo) -> dict[str, Any]:
+    """The ``imaging_privacy`` attribute: new UIDs, codes and numbers only."""
+    code = volume.modality.replace("_", "")
+    modality = volume.modality if code.isascii() and code.isalnum() and len(volume.modality) <= 16 else ""
+    return {
+        "complete": True,
+        "version": RECORD_VERSION,
+        "writer": f"privacy_core {__version__}",
+        "series_uid": volume.series_uid,
+        "study_uid": volume.study_uid,
+        "modality": modality.upper(),
+        "axes": info.axes,
+        "shape": list(info.shape),
+        "dtype": info.dtype,
+        "stored_dtype": volume.dtype,
+        "rescaled": info.rescaled,
+        "chunks": list(info.chunks),
+        "shards": list(info.shards) if info.shards else None,
+        "geometry": info.geometry.as_dict(),
+    }
+
+
+def _publish(partial: Path, final: Path) -> None:
+    """Rename a finished local group into place, replacing an older one; durable before and after."""
+    from privacy_core.storage import fsync_directory, sync_filesystem
+
+    sync_filesystem(partial)
+    old = None
+    if final.exists():
+        old = final.with_name(f"{final.name}{PARTIAL}{secrets.token_hex(4)}-replaced")
+        os.rename(final, old)
+    os.rename(partial, final)
+    fsync_directory(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _invalidate_remote(fs: Any, path: str) -> None:
+    """Make an older group at ``path`` unopenable first (one PUT of its zarr.json), then delete it."""
+    fs.invalidate_cache()
+    if fs.exists(f"{path}/zarr.json"):
+        fs.pipe_file(f"{path}/zarr.json", _EMPTY_GROUP)
+        _remove_remote(fs, path)
+
+
+def _remove_remote(fs: Any, path: str) -> None:
+    try:
+        fs.invalidate_cache()
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    except Exception:  # best effort: without the marker, what is left never opens
+        pass
+
+
+# ------------------------------------------------------------------------------------------------ read
+
+
+def _open_complete(url: str, storage_options: dict[str, Any] | None) -> tuple[zarr.Group, dict[str, Any]]:
+    """The group at ``url`` and its record, if it is a complete series array.
+
+    :raises ConfigurationError: nothing there, or not marked complete.
+    """
+    import zarr
+
+    _check_options(url, storage_options)
+    rerun = "rerun the conversion (convert_tree or write_series) for this series and open it once it has finished"
+    if PARTIAL in url.rstrip("/").rsplit("/", 1)[-1]:
+        raise ConfigurationError("url", f"{url} is a partial write left by an interrupted conversion", rerun)
+    target = url if _is_remote(url) else str(_local(url))
+    try:
+        group = zarr.open_group(target, mode="r", storage_options=storage_options)
+    except FileNotFoundError:
+        raise ConfigurationError("url", f"there is no series array at {url}", rerun) from None
+    record = group.attrs.asdict().get(MARKER)
+    if not isinstance(record, dict) or record.get("complete") is not True:
+        raise ConfigurationError(
+            "url", f"the series array at {url} is incomplete (its conversion failed or is still running)", rerun
+        )
+    return group, record
+
+
+def open_series(url: str, *, storage_options: dict[str, Any] | None = None) -> da.Array:
+    """A complete series array as a Dask array (z, y, x[, c]), the layout of ``read_volume``.
+
+    Dask chunks are the shard shape when the array is sharded (the chunk shape otherwise), so no two tasks
+    ever share a shard. Colour is stored channel-first, as NGFF requires, and moved last here.
+
+    :param url: ``<store_url>/<series_uid>``.
+    :param storage_options: fsspec options for a remote URL.
+    :raises ConfigurationError: nothing at ``url``, or the array is not marked complete.
+    """
+    import dask.array as da
+    import zarr
+
+    group, record = _open_complete(url, storage_options)
+    array = group.get("0")
+    if not isinstance(array, zarr.Array):
+        raise ConfigurationError("url", f"{url} has no array '0'", "open a group written by write_series")
+    data: da.Array = da.from_zarr(array, chunks=array.shards or array.chunks)
+    return da.moveaxis(data, 0, -1) if record.get("axes") == "czyx" else data
+
+
+def read_geometry(url: str, *, storage_options: dict[str, Any] | None = None) -> SeriesGeometry:
+    """Spacing, origin and direction of a complete series array.
+
+    :raises ConfigurationError: nothing at ``url``, or the array is not marked complete.
+    """
+    _, record = _open_complete(url, storage_options)
+    return SeriesGeometry.from_dict(record["geometry"])
+
+
+# ------------------------------------------------------------------------------------------------ tree
+
+
+def convert_tree(
+    dicom_root: Path,
+    store_url: str,
+    *,
+    rescale: bool = False,
+    chunk_mb: float = 32.0,
+    shard: bool = True,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[list[SeriesArrayInfo], list[SeriesProblem]]:
+    """Convert every series under ``dicom_root`` into ``store_url``, one array per series.
+
+    Bad series (see :data:`~privacy_core.imaging.series.PROBLEM_CATEGORIES`) are reported, not raised, and the
+    rest are still converted. Settings are checked before any work.
+
+    :param dicom_root: de-identified DICOM files (a folder, searched recursively).
+    :param store_url: a local folder or an fsspec URL.
+    :param rescale: store rescaled values.
+    :param chunk_mb: target chunk size in MiB.
+    :param shard: shard series with many chunks.
+    :param storage_options: fsspec options for a remote URL.
+    :return: (written arrays, problems), both in series UID order.
+    :raises ConfigurationError: bad settings or a missing ``dicom_root``.
+
+    >>> import shutil, tempfile, pydicom
+    >>> work = Path(tempfile.mkdtemp())
+    >>> (work / "in").mkdir()
+    >>> _ = shutil.copy(Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm", work / "in")
+    >>> written, problems = convert_tree(work / "in", str(work / "store"), rescale=True)
+    >>> open_series(written[0].url).shape, written[0].dtype, problems
+    ((1, 128, 128), 'int32', [])
+    >>> read_geometry(written[0].url).spacing
+    (5.0, 0.661468, 0.661468)
+    """
+    _check_options(store_url, storage_options)
+    plan_chunks((1, 1, 1), 1, chunk_mb=chunk_mb)
+    volumes, problems = group_series(Path(dicom_root))
+    written: list[SeriesArrayInfo] = []
+    for volume in volumes:
+        try:
+            written.append(
+                write_series(
+                    volume,
+                    store_url,
+                    rescale=rescale,
+                    chunk_mb=chunk_mb,
+                    shard=shard,
+                    storage_options=storage_options,
+                )
+            )
+        except QuarantineError as exc:
+            problems.append(SeriesProblem(volume.series_uid, len(volume.files), exc.category, exc.detail))
+    problems.sort(key=lambda p: (p.series_uid or "", p.category))
+    return written, problems
