@@ -834,6 +834,10 @@ def _instance_dataset(
         _put(ds, 0x00080008, "CS", ["ORIGINAL", "PRIMARY", "AXIAL"])
         _put(ds, 0x00080070, "LO", "ACME Medical Imaging")
         _put(ds, 0x00280301, "CS", "NO")
+        # Image Plane module, so series stack into volumes (slices 2.5 mm apart along z, axial).
+        _put(ds, 0x00200037, "DS", ["1", "0", "0", "0", "1", "0"])
+        _put(ds, 0x00200032, "DS", ["-100", "-100", f"{2.5 * instance.number:g}"])
+        _put(ds, 0x00280030, "DS", ["0.7", "0.7"])
     _put(ds, 0x00081090, "LO", "ACME X1")
     for tag, (vr, value) in attrs.items():
         _put(ds, tag, vr, value)

@@ -74,7 +74,7 @@ def dask_client(config: DaskConfig | None = None) -> Iterator[Client]:
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             memory_limit=config.memory_limit,
             silence_logs=40,
         ) as cluster,

@@ -119,6 +119,7 @@ class SeriesVolume:
     :param rescale_dtype: dtype of the values ``rescale=True`` returns: int16 or int32 when every slope and
         intercept is an integer and the rescaled range of BitsStored fits, float32 otherwise.
     :param frames: for a single (multi-frame) file, the frame index at each z; empty for one file per slice.
+    :param bits_stored: DICOM BitsStored (0 when unknown): the real dynamic range of stored values.
     """
 
     series_uid: str
@@ -131,6 +132,7 @@ class SeriesVolume:
     rescaled: bool
     rescale_dtype: str = "float32"
     frames: tuple[int, ...] = ()
+    bits_stored: int = 0
 
     def output_dtype(self, rescale: bool) -> str:
         """The dtype :func:`read_volume` returns for this ``rescale`` flag."""
@@ -582,10 +584,11 @@ def _assemble(uid: str, headers: list[_Header]) -> SeriesVolume:
         rescaled=rescaled,
         rescale_dtype=_rescale_dtype(first, pairs) if rescaled else dtype,
         frames=frames,
+        bits_stored=first.bits_stored,
     )
 
 
-def group_series(root: Path) -> tuple[list[SeriesVolume], list[SeriesProblem]]:
+def group_series(root: Path, *, exclude: Sequence[str] = ()) -> tuple[list[SeriesVolume], list[SeriesProblem]]:
     """Group the DICOM files under ``root`` into series volumes, reading headers only.
 
     Files that are not DICOM (or name no series) are counted in one ``not-dicom`` problem; a series that
@@ -607,6 +610,8 @@ def group_series(root: Path) -> tuple[list[SeriesVolume], list[SeriesProblem]]:
     by_series: dict[str, list[_Header]] = {}
     unreadable = 0
     for path in list_inputs(Path(root)):
+        if exclude and set(path.relative_to(root).parts[:-1]) & set(exclude):
+            continue  # e.g. a release's lineage/ folder: records, not images
         try:
             header = _read_header(path)
         except QuarantineError:

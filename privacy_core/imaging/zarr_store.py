@@ -27,6 +27,7 @@ import math
 import os
 import secrets
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -251,7 +252,6 @@ def _write(
 
     with warnings.catch_warnings():  # ome-zarr 0.18 builds a deprecated Scaler() default at import time
         warnings.simplefilter("ignore", DeprecationWarning)
-        from ome_zarr.writer import write_multiscales_metadata
 
     dtype = volume.output_dtype(rescale)
     colour = len(volume.shape) == 4
@@ -279,6 +279,32 @@ def _write(
             array[start:stop] = slab
 
     geometry = volume.geometry
+    _write_ome_metadata(group, geometry, axes, volume.series_uid)
+    info = SeriesArrayInfo(
+        url=final_url,
+        series_uid=volume.series_uid,
+        shape=tuple(shape),
+        dtype=dtype,
+        chunks=tuple(chunks),
+        shards=tuple(shards) if shards else None,
+        geometry=geometry,
+        bytes_written=int(array.nbytes_stored()),
+        axes=axes,
+        rescaled=rescale and volume.rescaled,
+    )
+    group.attrs[MARKER] = _record(volume, info)  # last write: the group is complete from here on
+    return info
+
+
+def _write_ome_metadata(group: zarr.Group, geometry: SeriesGeometry, axes: str, name: str) -> None:
+    """NGFF multiscales metadata: scale = spacing, translation = origin (z, y, x), millimetre space axes."""
+    import warnings
+
+    with warnings.catch_warnings():  # ome-zarr 0.18 builds a deprecated Scaler() default at import time
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.writer import write_multiscales_metadata
+
+    colour = axes.startswith("c")
     spacing = [1.0, *geometry.spacing] if colour else list(geometry.spacing)
     x, y, z = geometry.origin
     translation = [0.0, z, y, x] if colour else [z, y, x]
@@ -294,25 +320,150 @@ def _write(
             }
         ],
         axes=[
-            {"name": "c", "type": "channel"} if name == "c" else {"name": name, "type": "space", "unit": "millimeter"}
-            for name in axes
+            {"name": "c", "type": "channel"} if n == "c" else {"name": n, "type": "space", "unit": "millimeter"}
+            for n in axes
         ],
-        name=volume.series_uid,
+        name=name,
     )
+
+
+def write_array(
+    image: da.Array,
+    store_url: str,
+    source: dict[str, Any],
+    *,
+    derived: dict[str, Any],
+    chunk_mb: float = 32.0,
+    shard: bool = True,
+    storage_options: dict[str, Any] | None = None,
+) -> SeriesArrayInfo:
+    """Write a Dask array derived from a series (a pixel transform's output) as a new OME-Zarr series array.
+
+    The graph is stored one shard per task (the array is rechunked to the shard grid first, so no two tasks
+    ever write one shard), on whatever scheduler is current. Atomic like :func:`write_series`.
+
+    :param image: (z, y, x[, c]) values.
+    :param source: the ``imaging_privacy`` record of the series it was computed from (:func:`read_record`).
+    :param derived: what was done (method and parameters), recorded beside the source's geometry.
+    """
+    series_uid = str(source["series_uid"])
+    if not is_uid(series_uid):
+        raise ConfigurationError("source.series_uid", "is not a DICOM UID", "derive arrays from converted series")
+    _check_options(store_url, storage_options)
+    final_url = _join(store_url, series_uid)
+    if _is_remote(store_url):
+        fs, path = _filesystem(final_url, storage_options)
+        _invalidate_remote(fs, path)
+        try:
+            return _write_dask(image, final_url, final_url, source, derived, chunk_mb, shard, storage_options)
+        except BaseException:
+            _remove_remote(fs, path)
+            raise
+    root = _local(store_url)
+    root.mkdir(parents=True, exist_ok=True)
+    partial = root / f"{series_uid}{PARTIAL}{secrets.token_hex(4)}"
+    try:
+        info = _write_dask(image, str(partial), final_url, source, derived, chunk_mb, shard, None)
+        _publish(partial, root / series_uid)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return info
+
+
+def _write_dask(
+    image: da.Array,
+    target: str,
+    final_url: str,
+    source: dict[str, Any],
+    derived: dict[str, Any],
+    chunk_mb: float,
+    shard: bool,
+    storage_options: dict[str, Any] | None,
+) -> SeriesArrayInfo:
+    import dask.array as da
+    import numpy as np
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    colour = image.ndim == 4
+    axes = "czyx" if colour else "zyx"
+    stored = da.moveaxis(image, -1, 0) if colour else image
+    dtype = str(np.dtype(stored.dtype))
+    chunks, shards = plan_chunks(tuple(stored.shape), np.dtype(dtype).itemsize, chunk_mb=chunk_mb, shard=shard)
+    group = zarr.open_group(target, mode="w", zarr_format=3, storage_options=storage_options)
+    array = group.create_array(
+        "0",
+        shape=stored.shape,
+        dtype=dtype,
+        chunks=chunks,
+        shards=shards,
+        compressors=[BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")],
+        fill_value=0,
+        dimension_names=list(axes),
+    )
+    grid = shards or chunks
+    aligned = stored.rechunk(tuple(grid))  # one task per shard: never two writers in one shard
+    da.store(aligned, array, lock=False, compute=True)  # type: ignore[arg-type]
+    geometry = SeriesGeometry.from_dict(source["geometry"])
+    _write_ome_metadata(group, geometry, axes, str(source["series_uid"]))
     info = SeriesArrayInfo(
         url=final_url,
-        series_uid=volume.series_uid,
-        shape=tuple(shape),
+        series_uid=str(source["series_uid"]),
+        shape=tuple(int(n) for n in stored.shape),
         dtype=dtype,
         chunks=tuple(chunks),
         shards=tuple(shards) if shards else None,
         geometry=geometry,
         bytes_written=int(array.nbytes_stored()),
         axes=axes,
-        rescaled=rescale and volume.rescaled,
+        rescaled=bool(source.get("rescaled", False)),
     )
-    group.attrs[MARKER] = _record(volume, info)  # last write: the group is complete from here on
+    record: dict[str, Any] = {k: source[k] for k in ("series_uid", "study_uid", "modality", "geometry") if k in source}
+    group.attrs[MARKER] = {
+        **record,
+        "complete": True,
+        "version": RECORD_VERSION,
+        "writer": f"privacy_core {__version__}",
+        "axes": axes,
+        "shape": list(info.shape),
+        "dtype": dtype,
+        "stored_dtype": source.get("stored_dtype", dtype),
+        "rescaled": info.rescaled,
+        "chunks": list(info.chunks),
+        "shards": list(info.shards) if info.shards else None,
+        "derived": derived,
+    }  # last write: the group is complete from here on
     return info
+
+
+def read_record(url: str, *, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``imaging_privacy`` record of a complete series array (refuses incomplete ones)."""
+    return _open_complete(url, storage_options)[1]
+
+
+def list_series(store_url: str, *, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """URLs of the complete series arrays in a store, sorted; partial writes and other folders are skipped."""
+    _check_options(store_url, storage_options)
+    if _is_remote(store_url):
+        fs, path = _filesystem(store_url, storage_options)
+        names = [entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False)] if fs.exists(path) else []
+    else:
+        root = _local(store_url)
+        names = [entry.name for entry in root.iterdir() if entry.is_dir()] if root.is_dir() else []
+    if not names:
+        raise ConfigurationError("store", f"there is no Zarr store at {store_url}", "convert DICOM into it first")
+    urls = []
+    for name in sorted(names):
+        if PARTIAL in name or not is_uid(name):
+            continue
+        url = _join(store_url, name)
+        try:
+            _open_complete(url, storage_options)
+        except ConfigurationError:
+            continue
+        urls.append(url)
+    return urls
 
 
 def _record(volume: SeriesVolume, info: SeriesArrayInfo) -> dict[str, Any]:
@@ -330,6 +481,7 @@ def _record(volume: SeriesVolume, info: SeriesArrayInfo) -> dict[str, Any]:
         "shape": list(info.shape),
         "dtype": info.dtype,
         "stored_dtype": volume.dtype,
+        "bits_stored": volume.bits_stored,
         "rescaled": info.rescaled,
         "chunks": list(info.chunks),
         "shards": list(info.shards) if info.shards else None,
@@ -437,6 +589,7 @@ def convert_tree(
     chunk_mb: float = 32.0,
     shard: bool = True,
     storage_options: dict[str, Any] | None = None,
+    exclude: Sequence[str] = (),
 ) -> tuple[list[SeriesArrayInfo], list[SeriesProblem]]:
     """Convert every series under ``dicom_root`` into ``store_url``, one array per series.
 
@@ -449,6 +602,7 @@ def convert_tree(
     :param chunk_mb: target chunk size in MiB.
     :param shard: shard series with many chunks.
     :param storage_options: fsspec options for a remote URL.
+    :param exclude: folder names under ``dicom_root`` to skip (a release's ``lineage``).
     :return: (written arrays, problems), both in series UID order.
     :raises ConfigurationError: bad settings or a missing ``dicom_root``.
 
@@ -464,7 +618,7 @@ def convert_tree(
     """
     _check_options(store_url, storage_options)
     plan_chunks((1, 1, 1), 1, chunk_mb=chunk_mb)
-    volumes, problems = group_series(Path(dicom_root))
+    volumes, problems = group_series(Path(dicom_root), exclude=exclude)
     written: list[SeriesArrayInfo] = []
     for volume in volumes:
         try:

@@ -47,7 +47,7 @@ def test_embedded_cluster_is_processes_with_one_thread_each() -> None:
 def test_existing_scheduler_by_address() -> None:
     from distributed import LocalCluster
 
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0")
     with cluster, dask_client(DaskConfig(address=cluster.scheduler_address)) as client:
         assert client.submit(sum, [1, 2, 3]).result() == 6
 

@@ -1,0 +1,100 @@
+"""The pixels job: every series array transformed on a Dask cluster into a new store, with its record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from privacy_core.errors import ConfigurationError
+from privacy_core.imaging.compute import DaskConfig
+from privacy_core.imaging.zarr_store import list_series, open_series
+from privacy_core.lineage.record import read_record
+from privacy_core.pixels import reference
+from privacy_core.pixels.job import check_parameters, run_pixels
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    import pydicom
+
+    from privacy_core.imaging.zarr_store import convert_tree
+
+    root = tmp_path_factory.mktemp("pix")
+    src = Path(pydicom.__file__).parent / "data" / "test_files"
+    (root / "in").mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        (root / "in" / name).write_bytes((src / name).read_bytes())
+    convert_tree(root / "in", str(root / "store"))
+    return str(root / "store")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[DaskConfig]:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as local:
+        yield DaskConfig(address=local.scheduler_address)
+
+
+@pytest.mark.parametrize(
+    ("method", "parameters", "expected"),
+    [
+        ("mask", {"regions": [[0, 0, 40, 20]]}, lambda a: reference.mask_regions(a, [(0, 0, 40, 20)])),
+        ("blur", {"sigma": 1.5}, lambda a: reference.gaussian_blur(a, 1.5)),
+        ("pixelate", {"block": 8}, lambda a: reference.pixelate(a, 8)),
+    ],
+)
+def test_each_method_equals_its_reference(
+    store: str, cluster: DaskConfig, tmp_path: Path, method: str, parameters: dict[str, Any], expected: Any
+) -> None:
+    job = run_pixels(store, str(tmp_path / "out"), method, parameters, dask=cluster)
+    assert job.summary["arrays"] == 2
+    for source, out in zip(list_series(store), list_series(str(tmp_path / "out")), strict=True):
+        before = open_series(source).compute()
+        np.testing.assert_allclose(open_series(out).compute(), expected(before), rtol=1e-6)
+    record = read_record(job.lineage_path)
+    assert record["privacy"]["pixels"]["method"] == method
+    assert record["privacy"]["pixels"]["dp"] is None
+
+
+def test_dp_pix_records_its_spend_and_says_it_first(store: str, cluster: DaskConfig, tmp_path: Path) -> None:
+    said: list[str] = []
+    parameters = {"block": 4, "epsilon": 0.5, "m": 2, "bits_stored": 12}
+    job = run_pixels(store, str(tmp_path / "out"), "dp-pix", parameters, dask=cluster, announce=said.append)
+    dp = read_record(job.lineage_path)["privacy"]["pixels"]["dp"]
+    assert dp["value_range"] == 4095
+    assert dp["noise_scale"] == pytest.approx(4095 * 2 / (16 * 0.5))
+    assert said
+    assert "noise scale" in said[0]
+    out = open_series(list_series(str(tmp_path / "out"))[0]).compute()
+    cells = out[0, :64, :64].reshape(16, 4, 16, 4)
+    assert np.all(cells == cells[:, :1, :, :1])  # one value per 4x4 cell
+
+
+@pytest.mark.parametrize(
+    ("method", "parameters", "match"),
+    [
+        ("sharpen", {}, "choose from mask, blur"),
+        ("blur", {}, r"missing \['sigma'\]"),
+        ("pixelate", {"block": 4, "epsilon": 1}, r"unknown \['epsilon'\]"),
+        ("dp-pix", {"block": 4}, r"missing \['epsilon'\]"),
+    ],
+)
+def test_bad_method_or_parameters(method: str, parameters: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        check_parameters(method, parameters)
+
+
+def test_output_must_be_a_new_store(store: str) -> None:
+    with pytest.raises(ConfigurationError, match="is the input store"):
+        run_pixels(store, store, "pixelate", {"block": 2})
+
+
+def test_empty_store_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigurationError, match="convert DICOM into it first"):
+        run_pixels(str(tmp_path / "empty"), str(tmp_path / "out"), "pixelate", {"block": 2})
