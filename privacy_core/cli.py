@@ -90,7 +90,45 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("input", type=Path, metavar="INPUT", help="the original files")
     verify.add_argument("output", type=Path, metavar="OUTPUT", help="the release to check")
     _add_option_flag(verify, "the options the release was made with (values they keep are not leaks)")
-    verify.add_argument("--report", type=Path, help="write the findings as JSON here (they quote found values)")
+    verify.add_argument("--report", type=Path, help="write the findings as JSON here (masked: no values)")
+
+    to_zarr = sub.add_parser(
+        "to-zarr",
+        help="convert de-identified DICOM into one OME-Zarr array per series",
+        description=(
+            "Group the DICOM files under INPUT into series, sort slices by geometry (position along the slice "
+            "normal), stack frames and write one Zarr v3 array per series with its spacing, orientation and "
+            "origin (OME-NGFF) into STORE, a local path or an fsspec URL. Series that cannot be converted are "
+            "reported with their reason and left out."
+        ),
+    )
+    to_zarr.add_argument("input", type=Path, metavar="INPUT", help="de-identified DICOM (a release folder)")
+    to_zarr.add_argument("store", metavar="STORE", help="Zarr store: a path or an fsspec URL such as s3://bucket/x")
+    to_zarr.add_argument("--rescale", action="store_true", help="apply Rescale Slope/Intercept (e.g. to HU)")
+    to_zarr.add_argument("--chunk-mb", type=float, default=32.0, help="target chunk size in MB (default 32)")
+
+    pixels = sub.add_parser(
+        "pixels",
+        help="apply a pixel privacy transform to every series array of a store, on Dask",
+        description=(
+            "Read every complete series array of STORE, apply the transform as a Dask graph on an embedded "
+            "cluster (or --scheduler), and write new arrays into OUTPUT atomically. dp-pix is differentially "
+            "private (Fan 2018): its noise scale is printed before it runs."
+        ),
+    )
+    pixels.add_argument("store", metavar="STORE", help="input Zarr store")
+    pixels.add_argument("output", metavar="OUTPUT", help="output Zarr store")
+    pixels.add_argument("--method", required=True, choices=["mask", "blur", "pixelate", "dp-pix"])
+    pixels.add_argument(
+        "--region", action="append", default=[], metavar="X,Y,W,H", help="mask: a rectangle, repeatable"
+    )
+    pixels.add_argument("--sigma", type=float, help="blur: Gaussian sigma in pixels")
+    pixels.add_argument("--block", type=int, help="pixelate, dp-pix: cell size b")
+    pixels.add_argument("--epsilon", type=float, help="dp-pix: privacy loss")
+    pixels.add_argument("--m", type=int, default=1, help="dp-pix: protected pixels (default 1)")
+    pixels.add_argument("--value-range", type=float, help="dp-pix: dynamic range (default: from the data type)")
+    pixels.add_argument("--workers", type=int, help="embedded cluster size (default: one per core)")
+    pixels.add_argument("--scheduler", help="an existing Dask scheduler, e.g. tcp://host:8786")
     return parser
 
 
@@ -101,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "deid":
             return _deid(args)
+        if args.command == "to-zarr":
+            return _to_zarr(args)
+        if args.command == "pixels":
+            return _pixels(args)
         return _verify(args)
     except PrivacyCoreError as exc:
         print(f"imaging-privacy {args.command}: {exc}", file=sys.stderr)
@@ -161,6 +203,44 @@ def _verify(args: argparse.Namespace) -> int:
         write_findings(report, args.report)
     print(report.render())
     return EXIT_LEAK if report.hits else 0
+
+
+def _to_zarr(args: argparse.Namespace) -> int:
+    from privacy_core.imaging.job import run_to_zarr
+
+    job = run_to_zarr(args.input, args.store, rescale=args.rescale, chunk_mb=args.chunk_mb)
+    s = job.summary
+    lines = [f"wrote {s['series']} series arrays to {args.store}; left out {s['left_out']}"]
+    lines += [f"  {count:6d}  {reason}" for reason, count in dict(s["reasons"]).items()]
+    lines.append(f"lineage record: {job.lineage_path}")
+    print("\n".join(lines))
+    return 0
+
+
+def _pixels(args: argparse.Namespace) -> int:
+    from privacy_core.errors import ConfigurationError
+    from privacy_core.imaging.compute import DaskConfig
+    from privacy_core.pixels.job import run_pixels
+
+    parameters: dict[str, object] = {}
+    if args.region:
+        try:
+            parameters["regions"] = [[int(v) for v in r.split(",")] for r in args.region]
+        except ValueError:
+            raise ConfigurationError(
+                "--region", f"{args.region} is not X,Y,W,H", "write e.g. --region 0,0,512,40"
+            ) from None
+    for name in ("sigma", "block", "epsilon", "value_range"):
+        if getattr(args, name) is not None:
+            parameters[name] = getattr(args, name)
+    if args.method == "dp-pix":
+        parameters["m"] = args.m
+    dask = DaskConfig(address=args.scheduler, workers=args.workers)
+    job = run_pixels(args.store, args.output, args.method, parameters, dask=dask, announce=print)
+    s = job.summary
+    print(f"{args.method} applied to {s['arrays']} series arrays -> {args.output} on {s['compute']}")
+    print(f"lineage record: {job.lineage_path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -103,3 +103,22 @@ def test_installed_entry_point_runs() -> None:
     result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
     assert "deid" in result.stdout
     assert "verify" in result.stdout
+
+
+def test_to_zarr_then_pixels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "release"
+    source.mkdir()
+    shutil.copy(PYDICOM_FILES / "CT_small.dcm", source / "CT_small.dcm")
+    assert main(["to-zarr", str(source), str(tmp_path / "store")]) == 0
+    assert "wrote 1 series arrays" in capsys.readouterr().out
+    args = ["pixels", str(tmp_path / "store"), str(tmp_path / "dp"), "--method", "dp-pix", "--block", "4"]
+    assert main([*args, "--epsilon", "1", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "noise scale" in out
+    assert "dp-pix applied to 1 series arrays" in out
+
+
+def test_pixels_bad_region_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["pixels", str(tmp_path), str(tmp_path / "o"), "--method", "mask", "--region", "1,2,x"])
+    assert code == EXIT_USAGE
+    assert "--region" in capsys.readouterr().err

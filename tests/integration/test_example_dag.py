@@ -125,6 +125,26 @@ def test_dag_file_imports_nothing_heavy() -> None:
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_zarr_store_and_dp_pix_store_with_their_records(dag_run: dict[str, Any]) -> None:
+    from privacy_core.imaging.zarr_store import list_series, open_series
+
+    releases = dag_run["root"] / "data" / "releases"
+    (store,) = releases.glob("zarr-*")
+    (dp,) = releases.glob("dp-pix-*")
+    arrays = list_series(str(store))
+    assert arrays
+    assert len(list_series(str(dp))) == len(arrays)
+    assert open_series(list_series(str(dp))[0]).dtype == "float32"
+    (to_zarr_record,) = (store / "lineage").glob("*.json")
+    (dp_record,) = (dp / "lineage").glob("*.json")
+    zarr_record, pix_record = json.loads(to_zarr_record.read_text()), json.loads(dp_record.read_text())
+    validate("TaskLineageRecord", zarr_record)
+    validate("TaskLineageRecord", pix_record)
+    assert zarr_record["run"]["airflow"]["task_id"] == "to_zarr"
+    spend = pix_record["privacy"]["pixels"]["dp"]
+    assert (spend["epsilon"], spend["m"], spend["block"], spend["value_range"]) == (1.0, 16, 8, 4095.0)
+
+
 def test_verify_task_ran_and_found_nothing(dag_run: dict[str, Any]) -> None:
     output = dag_run["result"].stdout + dag_run["result"].stderr
     assert "verdict: no leak found" in output

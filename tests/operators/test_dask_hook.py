@@ -30,7 +30,7 @@ def test_address_from_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_test_connection_against_a_real_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
         monkeypatch.setenv(
             "AIRFLOW_CONN_LIVE", f'{{"conn_type": "dask", "extra": {{"address": "{cluster.scheduler_address}"}}}}'
         )
