@@ -45,7 +45,9 @@ with DAG(
         quarantine_path="{{ params.release_root }}/quarantine",
         report_path="{{ params.release_root }}/summary-{{ ts_nodash }}.json",
         options="{{ params.options }}",
-        workers=2,
+        # One process: a worker pool inside an Airflow task first re-imports the task runner (seconds),
+        # which pays off only for batches of thousands of files.
+        workers=1,
         outlets=[Asset(name="dicom_deid_example.release", uri=RELEASES.as_uri())],
     )
     verify = DicomLeakVerifyOperator(

@@ -43,6 +43,16 @@ s = json.load(open(sys.argv[1]))
 print(f"   processed {s['processed']}, written {s['written']}, quarantined {s['quarantined']} {s['reasons']}")
 print(f"   {s['files_per_second']} files/s, profile {s['profile']}, key fingerprint {s['key_fingerprint']}")
 PY
+store=$(ls -d "$ROOT"/data/releases/zarr-* | tail -n 1)
+dp=$(ls -d "$ROOT"/data/releases/dp-pix-* | tail -n 1)
+echo "== zarr:    $store ($(find "$store" -maxdepth 1 -name '2.25.*' | wc -l) series arrays, OME-NGFF 0.5)"
+echo "== dp-pix:  $dp ($(find "$dp" -maxdepth 1 -name '2.25.*' | wc -l) arrays)"
+"$BIN/python" - "$dp"/lineage/*.json <<'PY'
+import json, sys
+dp = json.load(open(sys.argv[1]))["privacy"]["pixels"]["dp"]
+print(f"   epsilon {dp['epsilon']}, m {dp['m']}, b {dp['block']}, range {dp['value_range']:g}: "
+      f"Laplace scale {dp['noise_scale']:.4g} per cell, noise from {dp['noise_source']}")
+PY
 echo "== independent leak check (imaging-privacy verify)"
 "$BIN/imaging-privacy" verify "$ROOT/data/input" "$release" \
   --option retain-long-modified-dates --option retain-patient-characteristics --option clean-descriptors
