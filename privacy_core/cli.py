@@ -120,7 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     pixels.add_argument("output", metavar="OUTPUT", help="output Zarr store")
     pixels.add_argument("--method", required=True, choices=["mask", "blur", "pixelate", "dp-pix"])
     pixels.add_argument(
-        "--region", action="append", default=[], metavar="X,Y,W,H", help="mask: a rectangle, repeatable"
+        "--region",
+        action="append",
+        default=[],
+        metavar="X,Y,W,H",
+        help="mask: a rectangle, repeatable; or 'burned-in' for the regions the RSNA CTP library matched",
     )
     pixels.add_argument("--sigma", type=float, help="blur: Gaussian sigma in pixels")
     pixels.add_argument("--block", type=int, help="pixelate, dp-pix: cell size b")
@@ -223,7 +227,9 @@ def _pixels(args: argparse.Namespace) -> int:
     from privacy_core.pixels.job import run_pixels
 
     parameters: dict[str, object] = {}
-    if args.region:
+    if args.region == ["burned-in"]:
+        parameters["regions"] = "burned-in"
+    elif args.region:
         try:
             parameters["regions"] = [[int(v) for v in r.split(",")] for r in args.region]
         except ValueError:

@@ -419,7 +419,8 @@ def _write_dask(
         axes=axes,
         rescaled=bool(source.get("rescaled", False)),
     )
-    record: dict[str, Any] = {k: source[k] for k in ("series_uid", "study_uid", "modality", "geometry") if k in source}
+    kept = ("series_uid", "study_uid", "modality", "geometry", "bits_stored", "burned_in_regions")
+    record: dict[str, Any] = {k: source[k] for k in kept if k in source}
     group.attrs[MARKER] = {
         **record,
         "complete": True,
@@ -466,6 +467,25 @@ def list_series(store_url: str, *, storage_options: dict[str, Any] | None = None
     return urls
 
 
+def burned_in_regions(volume: SeriesVolume) -> list[list[int]]:
+    """Rectangles (x, y, w, h) the RSNA CTP burned-in library names for this series' (first) header.
+
+    Kept with the array so a later ``mask`` with ``regions="burned-in"`` can blank them again on Zarr data,
+    e.g. for series de-identified by another tool. Rules test device attributes, which de-identification keeps.
+    """
+    from pydicom import dcmread
+
+    from privacy_core.deid.burned_in import load_library, match_regions
+    from privacy_core.deid.engine import quiet_pydicom
+
+    with quiet_pydicom():
+        try:
+            header = dcmread(volume.files[0], stop_before_pixels=True)
+        except Exception:
+            return []
+        return [[r.x, r.y, r.width, r.height] for r in match_regions(header, load_library())]
+
+
 def _record(volume: SeriesVolume, info: SeriesArrayInfo) -> dict[str, Any]:
     """The ``imaging_privacy`` attribute: new UIDs, codes and numbers only."""
     code = volume.modality.replace("_", "")
@@ -482,6 +502,7 @@ def _record(volume: SeriesVolume, info: SeriesArrayInfo) -> dict[str, Any]:
         "dtype": info.dtype,
         "stored_dtype": volume.dtype,
         "bits_stored": volume.bits_stored,
+        "burned_in_regions": burned_in_regions(volume),
         "rescaled": info.rescaled,
         "chunks": list(info.chunks),
         "shards": list(info.shards) if info.shards else None,

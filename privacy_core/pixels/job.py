@@ -57,6 +57,8 @@ def transform(image: da.Array, method: str, parameters: dict[str, Any]) -> da.Ar
 
     check_parameters(method, parameters)
     if method == "mask":
+        if parameters["regions"] == "burned-in":
+            raise ConfigurationError("regions", '"burned-in" needs a source array', "use run_pixels")
         regions = [tuple(int(v) for v in region) for region in parameters["regions"]]
         return pixels.mask_regions(image, regions, value=parameters.get("value"))  # type: ignore[arg-type]
     if method == "blur":
@@ -77,8 +79,11 @@ def transform(image: da.Array, method: str, parameters: dict[str, Any]) -> da.Ar
 def effective_parameters(
     method: str, parameters: dict[str, Any], image: da.Array, source: dict[str, Any]
 ) -> dict[str, Any]:
-    """The parameters for one array: for dp-pix without a value range, the array's own BitsStored (recorded at
-    conversion) unless the values were rescaled, so 8-bit colour and 12-bit CT each get their real range."""
+    """The parameters for one array. ``mask`` with ``regions="burned-in"`` takes the rectangles the burned-in
+    library matched at conversion. ``dp-pix`` without a value range takes the array's own BitsStored (recorded
+    at conversion) unless values were rescaled, so 8-bit colour and 12-bit CT each get their real range."""
+    if method == "mask" and parameters.get("regions") == "burned-in":
+        return {**parameters, "regions": source.get("burned_in_regions", [])}
     if method != "dp-pix" or "value_range" in parameters:
         return parameters
     import numpy as np

@@ -98,3 +98,35 @@ def test_empty_store_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigurationError, match="convert DICOM into it first"):
         run_pixels(str(tmp_path / "empty"), str(tmp_path / "out"), "pixelate", {"block": 2})
+
+
+def _ultrasound(path: Path) -> None:
+    """A Philips iU22 480-row ultrasound frame: RSNA CTP's library blanks its top 47 rows."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRLittleEndian
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = UID("1.2.840.10008.5.1.4.1.1.6.1")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID("2.25.11")
+    ds.SeriesInstanceUID, ds.StudyInstanceUID = "2.25.12", "2.25.13"
+    ds.Modality, ds.Manufacturer, ds.ManufacturerModelName = "US", "Philips", "iU22"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 480, 640, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = np.full((480, 640), 200, np.uint8).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_mask_with_the_burned_in_library_regions(tmp_path: Path, cluster: DaskConfig) -> None:
+    from privacy_core.imaging.zarr_store import convert_tree, read_record
+
+    (tmp_path / "in").mkdir()
+    _ultrasound(tmp_path / "in" / "us.dcm")
+    (info,), problems = convert_tree(tmp_path / "in", str(tmp_path / "store"))
+    assert problems == []
+    assert read_record(info.url)["burned_in_regions"] == [[0, 0, 640, 47]]
+    run_pixels(str(tmp_path / "store"), str(tmp_path / "out"), "mask", {"regions": "burned-in"}, dask=cluster)
+    out = open_series(list_series(str(tmp_path / "out"))[0]).compute()
+    assert not out[0, :47].any()
+    assert (out[0, 47:] == 200).all()
