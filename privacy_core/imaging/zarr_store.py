@@ -27,7 +27,7 @@ import math
 import os
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -214,21 +214,40 @@ def write_series(
             )
     _check_options(store_url, storage_options)
     plan_chunks((1, 1, 1), 1, chunk_mb=chunk_mb)  # validate before touching the store
-    final_url = _join(store_url, volume.series_uid)
+    return _atomically(
+        store_url,
+        volume.series_uid,
+        storage_options,
+        lambda target, final_url, options: _write(volume, target, final_url, rescale, chunk_mb, shard, options),
+    )
+
+
+def _atomically(
+    store_url: str,
+    series_uid: str,
+    storage_options: dict[str, Any] | None,
+    write: Callable[[str, str, dict[str, Any] | None], SeriesArrayInfo],
+) -> SeriesArrayInfo:
+    """Run ``write(target, final_url, storage_options)`` so that nothing opens at the final URL until it is done.
+
+    Local stores: write under a ``.partial-`` name, then rename into place. Object stores (no rename): make
+    any older group unopenable first, write in place with the completion marker last, remove it on failure.
+    """
+    final_url = _join(store_url, series_uid)
     if _is_remote(store_url):
         fs, path = _filesystem(final_url, storage_options)
         _invalidate_remote(fs, path)
         try:
-            return _write(volume, final_url, final_url, rescale, chunk_mb, shard, storage_options)
+            return write(final_url, final_url, storage_options)
         except BaseException:
             _remove_remote(fs, path)
             raise
     root = _local(store_url)
     root.mkdir(parents=True, exist_ok=True)
-    partial = root / f"{volume.series_uid}{PARTIAL}{secrets.token_hex(4)}"
+    partial = root / f"{series_uid}{PARTIAL}{secrets.token_hex(4)}"
     try:
-        info = _write(volume, str(partial), final_url, rescale, chunk_mb, shard, None)
-        _publish(partial, root / volume.series_uid)
+        info = write(str(partial), final_url, None)
+        _publish(partial, root / series_uid)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -350,25 +369,14 @@ def write_array(
     if not is_uid(series_uid):
         raise ConfigurationError("source.series_uid", "is not a DICOM UID", "derive arrays from converted series")
     _check_options(store_url, storage_options)
-    final_url = _join(store_url, series_uid)
-    if _is_remote(store_url):
-        fs, path = _filesystem(final_url, storage_options)
-        _invalidate_remote(fs, path)
-        try:
-            return _write_dask(image, final_url, final_url, source, derived, chunk_mb, shard, storage_options)
-        except BaseException:
-            _remove_remote(fs, path)
-            raise
-    root = _local(store_url)
-    root.mkdir(parents=True, exist_ok=True)
-    partial = root / f"{series_uid}{PARTIAL}{secrets.token_hex(4)}"
-    try:
-        info = _write_dask(image, str(partial), final_url, source, derived, chunk_mb, shard, None)
-        _publish(partial, root / series_uid)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return info
+    return _atomically(
+        store_url,
+        series_uid,
+        storage_options,
+        lambda target, final_url, options: _write_dask(
+            image, target, final_url, source, derived, chunk_mb, shard, options
+        ),
+    )
 
 
 def _write_dask(
