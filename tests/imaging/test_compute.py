@@ -17,7 +17,7 @@ import scipy.ndimage
 import zarr
 
 from privacy_core.errors import ConfigurationError
-from privacy_core.imaging.compute import DaskConfig, dask_client
+from privacy_core.imaging.compute import WORKER_MALLOC_ENV, DaskConfig, dask_client
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +42,8 @@ def test_embedded_cluster_is_processes_with_one_thread_each() -> None:
         assert len(workers) == 2
         assert all(w["nthreads"] == 1 for w in workers)
         assert len(set(client.run(os.getpid).values())) == 2  # separate processes
+        trims = set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values())
+        assert trims == {WORKER_MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"]}  # glibc keeps adapting its mmap threshold
 
 
 def test_existing_scheduler_by_address() -> None:
