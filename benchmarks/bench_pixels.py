@@ -448,6 +448,15 @@ def _warm_up() -> None:
     import privacy_core.pixels  # noqa: F401
 
 
+#: Worker environment worth recording: glibc malloc tuning and the thread caps distributed sets.
+WORKER_ENV_PREFIXES = ("MALLOC_", "OMP_", "MKL_", "OPENBLAS_")
+
+
+def _worker_environ() -> dict[str, str]:
+    """The environment a worker process really runs with (the variables of ``WORKER_ENV_PREFIXES``)."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(WORKER_ENV_PREFIXES)}
+
+
 def check_output(transform: Transform, source: Path, output: Path) -> dict[str, Any]:
     """Compare sampled chunks of ``output`` with the reference applied to the same input chunks.
 
@@ -581,6 +590,7 @@ def bench_size(
             client.wait_for_workers(n)
             client.run(_warm_up)
             started = time.perf_counter() - start
+            environs: dict[str, dict[str, str]] = client.run(_worker_environ)
             idle[f"{config}_idle_mb"] = round(sampler.sample() / MB, 1)
             for name, transform in transforms.items():
                 progress(f"  {config} {name}")
@@ -591,6 +601,9 @@ def bench_size(
             "threads_per_worker": 1,
             "startup_seconds": round(started, 2),
             "peak_rss_mb_while_up": round(cluster_peak.rss_bytes / MB, 1),
+            # What the workers really ran with: dask_client may add its own settings to pre-spawn-environ.
+            "worker_environ": next(iter(environs.values())) if environs else {},
+            "worker_environ_same_on_all": len({tuple(e.items()) for e in environs.values()}) <= 1,
         }
     results = {
         name: {config: record.result(dataset.nbytes) for config, record in by_config.items()}
@@ -719,10 +732,15 @@ def format_tables(result: dict[str, Any]) -> str:
             )
         baseline = ", ".join(f"{k} {v:.0f}" for k, v in run["rss_baseline_mb"].items())
         startups = ", ".join(f"{k} {v['startup_seconds']:.1f} s" for k, v in run["clusters"].items())
+        mallocs = {
+            ", ".join(f"{k}={v}" for k, v in c.get("worker_environ", {}).items() if k.startswith("MALLOC_"))
+            or "glibc defaults"
+            for c in run["clusters"].values()
+        }
         lines += [
             "",
             f"idle RSS MB: {baseline}; whole-run peak {run['whole_run_peak_rss_mb']:.0f} MB; "
-            f"cluster start-up (not timed): {startups}",
+            f"cluster start-up (not timed): {startups}; worker malloc: {'; '.join(sorted(mallocs))}",
             "",
         ]
     g = result["goals"]
@@ -838,7 +856,7 @@ def run_one_size(
     run["generate_peak_rss_mb"] = round(generate_peak.rss_bytes / MB, 1)
     run["whole_run_peak_rss_mb"] = round(sampler.peak.rss_bytes / MB, 1)
     run["rss_samples"] = sampler.samples
-    run["worker_pre_spawn_environ"] = environ
+    run["worker_env_requested"] = environ
     if not keep:
         shutil.rmtree(path)
     atomic_write_json(Path(out), run)
