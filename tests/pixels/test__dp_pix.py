@@ -240,10 +240,10 @@ def test_cells_at_chunk_borders_are_uncorrelated(run_noise: np.ndarray[Any, Any]
 
     assert abs(_correlation(left, right)) < 5 / np.sqrt(left.size)
     assert abs(_correlation(top, bottom)) < 5 / np.sqrt(top.size)
-    # Reused noise would repeat exactly; independent draws never coincide to the last bit (isclose would
-    # flake: among thousands of pairs a few land within its tolerance by chance).
-    assert not np.equal(run_noise[:, :32, :25], run_noise[:, :32, 25:50]).any()
-    assert not np.equal(run_noise[0], run_noise[1]).any()
+    # Reused noise would repeat in every cell. Independent draws rounded to float32 do coincide now and then
+    # (a CI run once met one equal pair among 16,384), so bound the share of equal cells rather than demand none.
+    assert np.equal(run_noise[:, :32, :25], run_noise[:, :32, 25:50]).mean() < 0.01
+    assert np.equal(run_noise[0], run_noise[1]).mean() < 0.01
 
 
 def test_two_runs_differ() -> None:
