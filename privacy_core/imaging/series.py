@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import re
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -120,6 +121,8 @@ class SeriesVolume:
         intercept is an integer and the rescaled range of BitsStored fits, float32 otherwise.
     :param frames: for a single (multi-frame) file, the frame index at each z; empty for one file per slice.
     :param bits_stored: DICOM BitsStored (0 when unknown): the real dynamic range of stored values.
+    :param patient: the patient pseudonym (PatientID as de-identification wrote it), the unit of DP releases;
+        empty when PatientID is absent or does not have the pseudonym's form (see :func:`patient_pseudonym`).
     """
 
     series_uid: str
@@ -133,6 +136,7 @@ class SeriesVolume:
     rescale_dtype: str = "float32"
     frames: tuple[int, ...] = ()
     bits_stored: int = 0
+    patient: str = ""
 
     def output_dtype(self, rescale: bool) -> str:
         """The dtype :func:`read_volume` returns for this ``rescale`` flag."""
@@ -179,6 +183,7 @@ class _Header:
     series_uid: str
     study_uid: str
     modality: str
+    patient: str
     rows: int
     columns: int
     samples: int
@@ -230,6 +235,19 @@ def is_uid(text: str) -> bool:
     return 0 < len(text) <= 64 and all(part.isascii() and part.isdigit() for part in text.split("."))
 
 
+#: The form of a patient pseudonym written by :class:`privacy_core.deid.pseudonym.Pseudonymizer`.
+_PSEUDONYM = re.compile(r"PAT[0-9A-HJ-NP-TV-Z]{13}")
+
+
+def patient_pseudonym(value: str) -> str:
+    """``value`` if it has the form of our patient pseudonym, else ``""``: only pseudonyms reach metadata.
+
+    >>> patient_pseudonym("PAT0123456789ABC"), patient_pseudonym("DOE^JOHN")
+    ('PAT0123456789ABC', '')
+    """
+    return value if _PSEUDONYM.fullmatch(value) else ""
+
+
 def _header(path: Path, ds: Dataset) -> _Header:
     series_uid = _text(ds, "SeriesInstanceUID")
     if not is_uid(series_uid):
@@ -242,6 +260,7 @@ def _header(path: Path, ds: Dataset) -> _Header:
         series_uid=series_uid,
         study_uid=study_uid if is_uid(study_uid) else "",
         modality=_text(ds, "Modality"),
+        patient=patient_pseudonym(_text(ds, "PatientID")),
         rows=_int(ds, "Rows", 0),
         columns=_int(ds, "Columns", 0),
         samples=max(_int(ds, "SamplesPerPixel", 1), 1),
@@ -585,6 +604,7 @@ def _assemble(uid: str, headers: list[_Header]) -> SeriesVolume:
         rescale_dtype=_rescale_dtype(first, pairs) if rescaled else dtype,
         frames=frames,
         bits_stored=first.bits_stored,
+        patient=first.patient if len({h.patient for h in headers}) == 1 else "",
     )
 
 

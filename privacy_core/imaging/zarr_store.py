@@ -427,7 +427,7 @@ def _write_dask(
         axes=axes,
         rescaled=bool(source.get("rescaled", False)),
     )
-    kept = ("series_uid", "study_uid", "modality", "geometry", "bits_stored", "burned_in_regions")
+    kept = ("series_uid", "study_uid", "modality", "patient", "geometry", "bits_stored", "burned_in_regions")
     record: dict[str, Any] = {k: source[k] for k in kept if k in source}
     group.attrs[MARKER] = {
         **record,
@@ -505,6 +505,7 @@ def _record(volume: SeriesVolume, info: SeriesArrayInfo) -> dict[str, Any]:
         "series_uid": volume.series_uid,
         "study_uid": volume.study_uid,
         "modality": modality.upper(),
+        "patient": volume.patient,
         "axes": info.axes,
         "shape": list(info.shape),
         "dtype": info.dtype,

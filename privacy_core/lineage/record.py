@@ -19,7 +19,7 @@ from privacy_core import __version__
 from privacy_core.schemas import validate
 from privacy_core.storage import atomic_write_json
 
-SCHEMA = "TaskLineageRecord/1.1"
+SCHEMA = "TaskLineageRecord/1.3"
 #: Distributions whose versions an auditor needs to reproduce a run.
 TRACKED_DISTRIBUTIONS = (
     "pydicom",

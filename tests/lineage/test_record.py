@@ -90,7 +90,7 @@ def test_records_of_the_previous_schema_version_still_validate(job) -> None:  # 
     from privacy_core.schemas import validate
 
     record = json.loads(Path(job.lineage_path).read_text())
-    assert record["schema"] == "TaskLineageRecord/1.1"
+    assert record["schema"] == "TaskLineageRecord/1.3"
     record["schema"] = "TaskLineageRecord/1.0"  # a deid record written by 0.1.0 has exactly these fields
     validate("TaskLineageRecord", record)
 

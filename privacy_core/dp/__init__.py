@@ -1,0 +1,1 @@
+"""Differentially private release: exact noise, mechanisms, accounting and the privacy-budget ledger."""
