@@ -1,4 +1,7 @@
-"""Example DAG: DICOM -> de-identified DICOM (verified leak-free) -> Zarr -> DP-Pix, each step with lineage.
+"""Example DAG: DICOM -> de-identified DICOM (verified leak-free) -> Zarr -> DP-Pix and a DP release of
+statistics charged to the privacy-budget ledger, each step with lineage.
+
+The budget check runs first, so a release the dataset can no longer pay for fails before any work.
 
 ``make demo`` runs it with ``airflow dags test`` on generated sample data that carries PHI in every
 attribute of PS3.15 Table E.1-1. Set ``IMAGING_PRIVACY_DEMO_ROOT`` to choose where data lives. Imports
@@ -13,10 +16,12 @@ from pathlib import Path
 from airflow.sdk import DAG, Asset, Param
 
 from operators.deid import DicomDeidentifyOperator, DicomLeakVerifyOperator
+from operators.dp import DPReleaseOperator, PrivacyBudgetCheckOperator
 from operators.imaging import DicomToZarrOperator, PixelPrivacyOperator
 
 DEMO_ROOT = Path(os.environ.get("IMAGING_PRIVACY_DEMO_ROOT", "/tmp/imaging-privacy-demo")).resolve()
 RELEASES = DEMO_ROOT / "releases"
+RELEASE_SPEC = Path(__file__).with_name("specs") / "demo_release.yaml"
 OPTIONS = ["retain_long_modified_dates", "retain_patient_characteristics", "clean_descriptors"]
 
 with DAG(
@@ -35,6 +40,7 @@ with DAG(
             type="object",
             description="DP-Pix cell size b, privacy loss epsilon, protected pixels m",
         ),
+        "release_spec": Param(str(RELEASE_SPEC), type="string", description="DP release spec (YAML)"),
     },
 ) as dag:
     release = "{{ params.release_root }}/release-{{ ts_nodash }}"
@@ -71,4 +77,18 @@ with DAG(
         workers=2,
         outlets=[Asset(name="dicom_deid_example.dp_pix", uri=(RELEASES / "dp-pix").as_uri())],
     )
-    deidentify >> verify >> to_zarr >> dp_pix
+    budget_check = PrivacyBudgetCheckOperator(
+        task_id="budget_check",
+        spec_path="{{ params.release_spec }}",
+        ledger_conn_id="imaging_privacy_ledger_default",
+    )
+    dp_release = DPReleaseOperator(
+        task_id="dp_release",
+        spec_path="{{ params.release_spec }}",
+        output_path="{{ params.release_root }}/dp-release-{{ ts_nodash }}",
+        sources={"dicom": release, "zarr": "{{ params.release_root }}/zarr-{{ ts_nodash }}"},
+        ledger_conn_id="imaging_privacy_ledger_default",
+        workers=2,
+        outlets=[Asset(name="dicom_deid_example.dp_release", uri=(RELEASES / "dp-release").as_uri())],
+    )
+    budget_check >> deidentify >> verify >> to_zarr >> [dp_pix, dp_release]

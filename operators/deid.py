@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from operators.hooks.pseudonym_key import PseudonymKeyHook
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
     from privacy_core.lineage.record import AirflowRun
@@ -105,6 +106,7 @@ class DicomDeidentifyOperator(BaseOperator):
         done = completed_summary(self.output_path, run)
         if done is not None:
             self.log.info("an earlier try of this task completed this release; returning its summary")
+            self._lineage_record_path = done["lineage_record"]
             return done
         job = run_deidentification(
             self.input_path,
@@ -120,6 +122,7 @@ class DicomDeidentifyOperator(BaseOperator):
             airflow=run,
         )
         summary = {**job.summary, "lineage_record": str(job.lineage_path), "output_path": self.output_path}
+        self._lineage_record_path = summary["lineage_record"]
         self.log.info(
             "de-identified %s of %s files; quarantined %s %s",
             summary["written"],
@@ -141,6 +144,16 @@ class DicomDeidentifyOperator(BaseOperator):
                 f"written, see the quarantine report in {job.quarantine_path}, or set fail_on_quarantine=False"
             )
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """OpenLineage: the originals and the release, and the de-identification facet, from the lineage record."""
+        from operators.lineage import operator_lineage
+
+        return operator_lineage(getattr(self, "_lineage_record_path", None), [self.input_path], [self.output_path])
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """The same, from the record if this try wrote one, else the paths it was given."""
+        return self.get_openlineage_facets_on_complete(task_instance)
 
 
 class DicomLeakVerifyOperator(BaseOperator):
@@ -172,3 +185,13 @@ class DicomLeakVerifyOperator(BaseOperator):
                 "it. Run `imaging-privacy verify` on the same folders to see where."
             )
         return {"inputs": report.inputs, "outputs": report.outputs, "needles": report.needles, "hits": 0}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """OpenLineage: it reads the originals and the release, and writes nothing."""
+        from operators.lineage import operator_lineage
+
+        return operator_lineage(None, [self.input_path, self.output_path])
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """The same: a failed check read the same folders."""
+        return self.get_openlineage_facets_on_complete(task_instance)

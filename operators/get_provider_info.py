@@ -21,11 +21,22 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             }
         ],
-        "operators": [{"integration-name": "Imaging Privacy", "python-modules": ["operators.deid"]}],
+        "operators": [
+            {
+                "integration-name": "Imaging Privacy",
+                "python-modules": [
+                    "operators.deid",
+                    "operators.imaging",
+                    "operators.dp",
+                    "operators.secure",
+                    "operators.audit",
+                ],
+            }
+        ],
         "hooks": [
             {
                 "integration-name": "Imaging Privacy",
-                "python-modules": ["operators.hooks.pseudonym_key", "operators.hooks.dask"],
+                "python-modules": ["operators.hooks.pseudonym_key", "operators.hooks.dask", "operators.hooks.ledger"],
             }
         ],
         "connection-types": [
@@ -34,5 +45,9 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "imaging_privacy_key",
             },
             {"hook-class-name": "operators.hooks.dask.DaskHook", "connection-type": "dask"},
+            {
+                "hook-class-name": "operators.hooks.ledger.PrivacyLedgerHook",
+                "connection-type": "imaging_privacy_ledger",
+            },
         ],
     }

@@ -15,6 +15,7 @@ from operators.deid import airflow_run
 from operators.hooks.dask import DaskHook
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
     from privacy_core.imaging.compute import DaskConfig
@@ -102,8 +103,19 @@ class DicomToZarrOperator(BaseOperator):
         self.log.info(
             "wrote %s series; left out %s %s", job.summary["series"], job.summary["left_out"], job.summary["reasons"]
         )
+        self._lineage_record_path = job.summary["lineage_record"]
         _set_outlet_extra(self, context, {k: job.summary[k] for k in ("series", "left_out", "lineage_record")})
         return job.summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """OpenLineage: the release, the store and the image store facet, from the lineage record."""
+        from operators.lineage import operator_lineage
+
+        return operator_lineage(getattr(self, "_lineage_record_path", None), [self.input_path], [self.store_url])
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """The same, from the record if this try wrote one, else the paths it was given."""
+        return self.get_openlineage_facets_on_complete(task_instance)
 
 
 class PixelPrivacyOperator(BaseOperator):
@@ -155,5 +167,16 @@ class PixelPrivacyOperator(BaseOperator):
             airflow=airflow_run(context),
         )
         self.log.info("%s applied to %s series arrays", self.method, job.summary["arrays"])
+        self._lineage_record_path = job.summary["lineage_record"]
         _set_outlet_extra(self, context, {k: job.summary[k] for k in ("method", "arrays", "dp", "lineage_record")})
         return job.summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """OpenLineage: both stores, the image store facet and, for dp-pix, the privacy spend facet."""
+        from operators.lineage import operator_lineage
+
+        return operator_lineage(getattr(self, "_lineage_record_path", None), [self.store_url], [self.output_url])
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """The same, from the record if this try wrote one, else the paths it was given."""
+        return self.get_openlineage_facets_on_complete(task_instance)

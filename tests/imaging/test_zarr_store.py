@@ -292,29 +292,6 @@ def test_convert_tree_reports_bad_series_and_converts_the_rest(
 # ---------------------------------------------------------------------------------------------------- S3
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server on loopback, with dummy credentials and no proxy in the way."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "x",
-            "AWS_SECRET_ACCESS_KEY": "x",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        }.items():
-            patch.setenv(name, value)
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-            patch.delenv(name, raising=False)
-        yield f"http://{host}:{port}"
-    server.stop()
-
-
 def _bucket(name: str, options: dict[str, Any]) -> None:
     import s3fs
 

@@ -8,11 +8,13 @@ import json
 import os
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from privacy_core.dp.ledger import open_ledger
 from privacy_core.samples import SampleCorpus, make_phi_corpus
 from privacy_core.schemas import validate
 from tests.conftest import TEST_SECRET
@@ -38,14 +40,19 @@ def dag_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "AIRFLOW_CONN_IMAGING_PRIVACY_DEFAULT": json.dumps(
             {"conn_type": "imaging_privacy_key", "extra": {"secret_file": str(secret)}}
         ),
+        "AIRFLOW_CONN_IMAGING_PRIVACY_LEDGER_DEFAULT": json.dumps(
+            {"conn_type": "imaging_privacy_ledger", "extra": {"path": str(root / "ledger.db")}}
+        ),
     }
     (root / "airflow").mkdir()
+    with open_ledger(f"sqlite:///{root / 'ledger.db'}") as ledger:
+        ledger.create_dataset("demo-cohort", "zcdp", Fraction(2), delta=1e-6)
     migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, check=False)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     test = subprocess.run(
         [AIRFLOW, "dags", "test", "dicom_deid_example"], env=env, capture_output=True, text=True, check=False
     )
-    return {"root": root, "corpus": corpus, "result": test}
+    return {"root": root, "corpus": corpus, "result": test, "env": env}
 
 
 def test_dag_run_succeeds(dag_run: dict[str, Any]) -> None:
@@ -148,3 +155,49 @@ def test_zarr_store_and_dp_pix_store_with_their_records(dag_run: dict[str, Any])
 def test_verify_task_ran_and_found_nothing(dag_run: dict[str, Any]) -> None:
     output = dag_run["result"].stdout + dag_run["result"].stderr
     assert "verdict: no leak found" in output
+
+
+def test_dp_release_bundle_and_its_ledger_entry(dag_run: dict[str, Any]) -> None:
+    releases = dag_run["root"] / "data" / "releases"
+    (bundle_dir,) = releases.glob("dp-release-*")
+    bundle = json.loads((bundle_dir / "release.json").read_text())
+    validate("DPRelease", bundle)
+    assert bundle["accounting"] == "zcdp" and bundle["loss"]["exact"] == "1/2"
+    assert {q["name"] for q in bundle["queries"]} >= {"series_per_modality", "mean_slab", "intensity"}
+    (record,) = (bundle_dir / "lineage").glob("*.json")
+    spend = json.loads(record.read_text())["privacy"]["dp_release"]
+    assert spend["charged"] and spend["idempotency_key"].startswith("ti:")
+    with open_ledger(f"sqlite:///{dag_run['root'] / 'ledger.db'}") as ledger:
+        status = ledger.status("demo-cohort")
+        assert status.spent == Fraction(1, 2)
+        assert ledger.verify("demo-cohort").ok
+        assert ledger.entries("demo-cohort")[-1].entry_hash == bundle["ledger"]["commit_hash"]
+
+
+def test_the_whole_run_passes_the_audit(dag_run: dict[str, Any]) -> None:
+    """What the DAG wrote verifies end to end: records, digests, the ledger and its spend, no key material."""
+    from privacy_core.lineage.audit import audit_releases
+
+    root: Path = dag_run["root"]
+    report = audit_releases(
+        root / "data" / "releases", ledger_url=f"sqlite:///{root / 'ledger.db'}", secret_text=TEST_SECRET
+    )
+    assert report.ok, report.render()
+
+
+def test_audit_dag_passes_on_the_run_and_fails_after_tampering(dag_run: dict[str, Any]) -> None:
+    """The release_audit example DAG, in the same Airflow home: green on the run, red once a byte changes."""
+    audit = [AIRFLOW, "dags", "test", "release_audit"]
+    passed = subprocess.run(audit, env=dag_run["env"], capture_output=True, text=True, check=False)
+    assert passed.returncode == 0 and "state=success" in passed.stdout + passed.stderr, passed.stderr[-3000:]
+    (release,) = (dag_run["root"] / "data" / "releases").glob("release-*")
+    victim = next(release.rglob("*.dcm"))
+    original = victim.read_bytes()
+    try:
+        victim.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        failed = subprocess.run(audit, env=dag_run["env"], capture_output=True, text=True, check=False)
+        output = failed.stdout + failed.stderr
+        assert "state=failed" in output or failed.returncode != 0, output[-3000:]
+        assert "[digest]" in output
+    finally:
+        victim.write_bytes(original)
