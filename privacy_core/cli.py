@@ -1,7 +1,8 @@
 """``imaging-privacy``: the command line of airflow-imaging-privacy, one entry point with subcommands.
 
-Exit codes: 0 done; 1 the verifier found a leak; 2 bad arguments or settings (nothing was written);
-3 files were quarantined and ``--strict`` was given.
+Exit codes: 0 done; 1 the verifier found a leak, or ``audit`` a failure; 2 bad arguments or settings
+(nothing was written); 3 files were quarantined and ``--strict`` was given; 4 the privacy budget cannot pay
+for a release (``budget verify`` exits 1 when the ledger's hash chain does not verify).
 """
 
 from __future__ import annotations
@@ -133,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
     pixels.add_argument("--value-range", type=float, help="dp-pix: dynamic range (default: from the data type)")
     pixels.add_argument("--workers", type=int, help="embedded cluster size (default: one per core)")
     pixels.add_argument("--scheduler", help="an existing Dask scheduler, e.g. tcp://host:8786")
+
+    from privacy_core.dp import commands
+    from privacy_core.lineage import commands as lineage_commands
+    from privacy_core.secure import commands as secure_commands
+
+    commands.add_parsers(sub)
+    secure_commands.add_parsers(sub)
+    lineage_commands.add_parsers(sub)
     return parser
 
 
@@ -147,6 +156,18 @@ def main(argv: list[str] | None = None) -> int:
             return _to_zarr(args)
         if args.command == "pixels":
             return _pixels(args)
+        if args.command in ("release", "budget"):
+            from privacy_core.dp import commands
+
+            return commands.run(args)
+        if args.command == "secure":
+            from privacy_core.secure import commands as secure_commands
+
+            return secure_commands.run(args)
+        if args.command in ("audit", "report"):
+            from privacy_core.lineage import commands as lineage_commands
+
+            return lineage_commands.run(args)
         return _verify(args)
     except PrivacyCoreError as exc:
         print(f"imaging-privacy {args.command}: {exc}", file=sys.stderr)
