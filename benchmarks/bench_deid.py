@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import datetime as dt
 import gc
 import io
 import logging
@@ -28,9 +27,10 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from _machine import load_average, machine_line, package_version, usable_cpus, utc_now
 
 #: Default corpus size: deid (~5 files/s on the synthetic corpus) dominates; 300 keeps a default run
 #: (both corpora, 3 rounds) near 7 minutes on 2 shared cores.
@@ -481,33 +481,21 @@ def _goals(best: dict[str, float], scaling: dict[str, Any] | None) -> dict[str, 
 
 def environment(files: int, repeat: int) -> dict[str, Any]:
     """Versions and machine facts recorded with every result."""
-
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
     from privacy_core import __version__
 
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
-        "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date_utc": utc_now(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "cpus_usable": affinity,
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "cpus_usable": usable_cpus(),
+        "load_average_at_start": load_average(),
         "files_requested": files,
         "repeat": repeat,
         "versions": {
             "airflow-imaging-privacy": __version__,
-            "pydicom": version("pydicom"),
-            "numpy": version("numpy"),
-            "dicognito": version("dicognito"),
-            "dicom-anonymizer": version("dicom-anonymizer"),
-            "deid": version("deid"),
+            **{dist: package_version(dist) for dist in ("pydicom", "numpy", "dicognito", "dicom-anonymizer", "deid")},
         },
     }
 
@@ -628,11 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tables.append(format_table(result) + f"\n(results: {path})")
             if args.profile:
                 tables.append(f"cProfile of ours on {corpus_name}:\n{profile_ours(corpus, work)}")
-    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
-    print(
-        f"python {env['python']}, {versions}; cpus {env['cpu_count']} (usable {env['cpus_usable']}); "
-        f"warm-up {WARMUP_FILES} files; ratios from best files/s\n"
-    )
+    print(machine_line(env) + f"warm-up {WARMUP_FILES} files; ratios from best files/s\n")
     print("\n\n".join(tables))
     return 0
 
