@@ -14,6 +14,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from operators.hooks.pseudonym_key import PseudonymKeyHook
+from operators.lineage import set_outlet_extra
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -130,14 +131,8 @@ class DicomDeidentifyOperator(BaseOperator):
             summary["quarantined"],
             summary["reasons"],
         )
-        for outlet in self.outlets:
-            context["outlet_events"][outlet].extra = {
-                "written": summary["written"],
-                "quarantined": summary["quarantined"],
-                "output_digest": summary["output_digest"],
-                "profile": summary["profile"],
-                "lineage_record": summary["lineage_record"],
-            }
+        extra = {k: summary[k] for k in ("written", "quarantined", "output_digest", "profile", "lineage_record")}
+        set_outlet_extra(self, context, extra)
         if self.fail_on_quarantine and summary["quarantined"]:
             raise AirflowFailException(
                 f"{summary['quarantined']} files were quarantined ({summary['reasons']}); the release is "

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from operators.deid import airflow_run
-from operators.imaging import _dask_config, _parameters, _set_outlet_extra
+from operators.imaging import _dask_config, _parameters
+from operators.lineage import set_outlet_extra
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -152,7 +153,7 @@ class DPReleaseOperator(BaseOperator):
         summary = result.summary()
         self._lineage_record_path = summary["lineage_record"]
         self.log.info("released %s: loss %s, charged %s", spec.dataset, summary["loss"], summary["charged"])
-        _set_outlet_extra(self, context, {"privacy_spend": summary})
+        set_outlet_extra(self, context, {"privacy_spend": summary})
         return summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:

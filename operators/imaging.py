@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator
 
 from operators.deid import airflow_run
 from operators.hooks.dask import DaskHook
+from operators.lineage import set_outlet_extra
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -26,11 +27,6 @@ def _dask_config(dask_conn_id: str | None, workers: int | None) -> DaskConfig:
     from privacy_core.imaging.compute import DaskConfig
 
     return DaskHook(dask_conn_id).get_conn() if dask_conn_id else DaskConfig(workers=workers)
-
-
-def _set_outlet_extra(operator: BaseOperator, context: Context, extra: dict[str, Any]) -> None:
-    for outlet in operator.outlets:
-        context["outlet_events"][outlet].extra = extra
 
 
 def _parameters(value: Mapping[str, Any] | str | None) -> dict[str, Any]:
@@ -104,7 +100,8 @@ class DicomToZarrOperator(BaseOperator):
             "wrote %s series; left out %s %s", job.summary["series"], job.summary["left_out"], job.summary["reasons"]
         )
         self._lineage_record_path = job.summary["lineage_record"]
-        _set_outlet_extra(self, context, {k: job.summary[k] for k in ("series", "left_out", "lineage_record")})
+        extra = {k: job.summary[k] for k in ("series", "left_out", "lineage_record")}
+        set_outlet_extra(self, context, extra, self.storage_options)
         return job.summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
@@ -168,7 +165,8 @@ class PixelPrivacyOperator(BaseOperator):
         )
         self.log.info("%s applied to %s series arrays", self.method, job.summary["arrays"])
         self._lineage_record_path = job.summary["lineage_record"]
-        _set_outlet_extra(self, context, {k: job.summary[k] for k in ("method", "arrays", "dp", "lineage_record")})
+        extra = {k: job.summary[k] for k in ("method", "arrays", "dp", "lineage_record")}
+        set_outlet_extra(self, context, extra, self.storage_options)
         return job.summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from operators.deid import airflow_run
-from operators.imaging import _set_outlet_extra
+from operators.lineage import set_outlet_extra
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -282,5 +282,5 @@ class SecureCombineOperator(_SecureLineage, BaseOperator):
             raise AirflowFailException(str(exc)) from None
         self._lineage_record_path = summary["lineage_record"]
         self.log.info("released round %s: rho %s, charged %s", summary["round_id"], summary["rho"], summary["charged"])
-        _set_outlet_extra(self, context, {"privacy_spend": summary})
+        set_outlet_extra(self, context, {"privacy_spend": summary}, _options(self.storage_options))
         return summary

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +21,7 @@ from privacy_core.errors import ConfigurationError, PrivacyCoreError
 
 if TYPE_CHECKING:
     from privacy_core.dp.ledger import BudgetLedger
+    from privacy_core.lineage.chain import ChainLink
 
 #: Folder name prefixes of the outputs a run writes into its releases folder; each must hold a lineage record.
 OUTPUT_PREFIXES = ("release-", "zarr-", "dp-pix-", "dp-release-")
@@ -82,11 +83,20 @@ def output_folders(root: Path) -> list[Path]:
     )
 
 
-def audit_releases(root: str | Path, *, ledger_url: str | None = None, secret_text: str | None = None) -> AuditReport:
-    """Check every output folder of ``root``; with ``ledger_url`` also the DP releases against the ledger.
+def audit_releases(
+    root: str | Path,
+    *,
+    ledger_url: str | None = None,
+    secret_text: str | None = None,
+    expect_heads: Sequence[ChainLink] = (),
+) -> AuditReport:
+    """Check every output folder of ``root`` and its lineage chain; with ``ledger_url`` also the DP releases
+    against the ledger.
 
     :param ledger_url: the budget ledger (``sqlite:///...`` or ``postgresql://...``); None skips the ledger checks.
     :param secret_text: the project secret; any record or bundle holding it fails (never quoted).
+    :param expect_heads: chain links noted earlier (Asset events' ``lineage_chain``, an earlier audit's head):
+        the chain must still hold each, which detects links cut off its end.
     :raises ConfigurationError: ``root`` is not a folder.
 
     After ``make demo``::
@@ -99,6 +109,7 @@ def audit_releases(root: str | Path, *, ledger_url: str | None = None, secret_te
         raise ConfigurationError("RELEASES", f"{folder} is not a folder", "give the releases folder of a run")
     report = AuditReport(str(folder))
     dp_records: list[tuple[Path, dict[str, Any], dict[str, Any] | None]] = []
+    record_paths: list[Path] = []
     secret = secret_text.strip() if secret_text else None
     for output in output_folders(folder):
         report.folders += 1
@@ -111,6 +122,7 @@ def audit_releases(root: str | Path, *, ledger_url: str | None = None, secret_te
             scan_secrets(bundle_path, bundle, report, secret)
         for path in paths:
             report.records += 1
+            record_paths.append(path)
             record = _read_record(path, report, secret)
             if record is None:
                 continue
@@ -122,7 +134,33 @@ def audit_releases(root: str | Path, *, ledger_url: str | None = None, secret_te
 
         with open_ledger(ledger_url) as ledger:
             check_ledger(ledger, dp_records, report)
+    check_chain(folder, record_paths, report, expect_heads)
     return report
+
+
+def check_chain(root: Path, record_paths: list[Path], report: AuditReport, expect_heads: Sequence[ChainLink]) -> None:
+    """The lineage chain verifies link by link, names every record here with its bytes unchanged, and still
+    holds each of ``expect_heads``, links noted earlier."""
+    from privacy_core.lineage.chain import CHAIN_DIR, verify_chain
+
+    chain = verify_chain(root)
+    for where, problem in chain.problems:
+        report.fail("chain", root / where, problem)
+    chained = chain.chained_paths
+    for path in record_paths:
+        if path.relative_to(root).as_posix() not in chained:
+            report.fail("chain", path, f"is in no link of {CHAIN_DIR}/: it was added or rewritten outside a task")
+    head = chain.head
+    report.notes.append(
+        f"lineage chain: {len(chain.links)} links, head {head.render() if head else 'none'}"
+        " (note it: a later audit given --expect-head detects links cut off the end)"
+    )
+    for expect_head in expect_heads:
+        held = chain.links[expect_head.sequence - 1] if expect_head.sequence <= len(chain.links) else None
+        if held is None:
+            report.fail("chain", root / CHAIN_DIR, f"ends before link {expect_head.sequence}, the head noted earlier")
+        elif held["entry_hash"] != expect_head.entry_hash:
+            report.fail("chain", root / CHAIN_DIR, f"link {expect_head.sequence} is not the one noted earlier")
 
 
 def _load_json(path: Path, report: AuditReport) -> dict[str, Any] | None:

@@ -21,13 +21,19 @@ def add_parsers(sub: Any) -> None:
         description=(
             "For every output folder of RELEASES (release-*, zarr-*, dp-pix-*, dp-release-*, or any folder with "
             "a lineage/ folder): a lineage record is there and matches its schema; each output digest, "
-            "recomputed from the data, is the recorded one; no record or bundle holds key material. With "
+            "recomputed from the data, is the recorded one; no record or bundle holds key material. The "
+            "lineage-chain/ folder links every record by hash, and still holds --expect-head if given. With "
             "--ledger, each DP release's dataset has a verifying hash chain, its bundle names its commit entry, "
             "and the charged losses add up to no more than the ledger's spend. Exits 1 on any failure."
         ),
     )
     audit.add_argument("releases", type=Path, metavar="RELEASES", help="the releases folder of a run")
     audit.add_argument("--ledger", help="ledger URL: sqlite:///path.db or postgresql://... (default: skip)")
+    audit.add_argument(
+        "--expect-head",
+        metavar="SEQUENCE:HASH",
+        help="a lineage chain link noted earlier (an Asset event's lineage_chain): fail if the chain lost it",
+    )
     audit.add_argument(
         "--secret-file", type=Path, help="the project secret: fail if any record or bundle holds its text"
     )
@@ -60,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     if args.secret_file:
         PseudonymKey.from_file(args.secret_file)  # a missing or empty file fails as deid's would
         secret = args.secret_file.read_text(encoding="utf-8")
-    report = audit_releases(args.releases, ledger_url=args.ledger, secret_text=secret)
+    from privacy_core.lineage.chain import ChainLink
+
+    expect = [ChainLink.parse(args.expect_head)] if args.expect_head else []
+    report = audit_releases(args.releases, ledger_url=args.ledger, secret_text=secret, expect_heads=expect)
     print(report.render())
     return 0 if report.ok else EXIT_FAILED

@@ -17,7 +17,7 @@ from typing import Any
 
 from privacy_core import __version__
 from privacy_core.schemas import validate
-from privacy_core.storage import atomic_write_json
+from privacy_core.storage import atomic_write_bytes
 
 SCHEMA = "TaskLineageRecord/1.3"
 #: Distributions whose versions an auditor needs to reproduce a run.
@@ -125,26 +125,36 @@ def build_record(
     return record
 
 
-def write_record(record: dict[str, Any], folder: str | Path, storage_options: dict[str, Any] | None = None) -> str:
-    """Validate and write ``record`` as ``<folder>/<record_id>.json``; returns where.
+def write_record(
+    record: dict[str, Any],
+    folder: str | Path,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    chain_root: str | None = None,
+) -> str:
+    """Validate and write ``record`` as ``<folder>/<record_id>.json``, then chain it; returns where.
 
     A local folder gets an atomic rename; an fsspec URL (an object store) gets a single PUT, which is
-    atomic there.
+    atomic there. The record is then appended to the lineage chain of ``chain_root``, by default the
+    releases folder that holds ``folder``'s output folder (:mod:`privacy_core.lineage.chain`).
     """
+    from privacy_core.lineage.chain import append_record, chain_root_of, record_bytes
+
     validate("TaskLineageRecord", record)
     name = f"{record['record_id']}.json"
+    data = record_bytes(record)
     if "://" not in str(folder):
         path = Path(folder) / name
-        atomic_write_json(path, record)
-        return str(path)
-    import json
+        atomic_write_bytes(path, data)
+        where = str(path)
+    else:
+        import fsspec
 
-    import fsspec
-
-    url = f"{str(folder).rstrip('/')}/{name}"
-    with fsspec.open(url, "w", **(storage_options or {})) as fh:
-        fh.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return url
+        where = f"{str(folder).rstrip('/')}/{name}"
+        with fsspec.open(where, "wb", **(storage_options or {})) as fh:
+            fh.write(data)
+    append_record(record, where, data, chain_root or chain_root_of(folder), storage_options)
+    return where
 
 
 def read_record(path: str | Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import pytest
 from privacy_core.cli import main
 from privacy_core.imaging.compute import DaskConfig
 from privacy_core.lineage.audit import AuditReport, audit_releases, is_secret_key
+from privacy_core.lineage.chain import CHAIN_DIR, ChainLink
 from privacy_core.lineage.commands import EXIT_FAILED
 from tests.conftest import TEST_SECRET
 from tests.lineage.conftest import build_run
@@ -134,7 +135,7 @@ def test_charged_losses_above_the_ledger_spend_fail(run: Path) -> None:
     record["privacy"]["dp_release"]["loss_exact"] = "2"
     path.write_text(json.dumps(record))
     report = _audit(run)
-    (finding,) = report.findings
+    (finding,) = [f for f in report.findings if f.check != "chain"]  # the chain also sees the record edited
     assert finding.check == "budget" and "records charge 2, more than the ledger's spent 1/2" in finding.problem
 
 
@@ -159,6 +160,84 @@ def test_key_share_and_secret_text_are_found_and_never_quoted(run: Path) -> None
     assert TEST_SECRET not in report.render()
 
 
+# --- the lineage chain ---------------------------------------------------------------------------------------
+
+
+def _head(report: AuditReport) -> ChainLink:
+    (note,) = [n for n in report.notes if n.startswith("lineage chain:")]
+    return ChainLink.parse(note.split(" head ")[1].split(" ")[0])
+
+
+def test_every_record_is_chained_and_the_head_is_printed(run: Path) -> None:
+    report = _audit(run)
+    head = _head(report)
+    assert report.ok and head.sequence == 4
+    assert _audit(run, expect_heads=[head]).ok
+
+
+def test_deleting_a_whole_output_folder_with_its_record_is_caught_by_the_chain(run: Path) -> None:
+    shutil.rmtree(run / "releases" / "dp-pix-1")
+    report = _audit(run)
+    assert not report.ok
+    assert _failed(report, "record") == [] and _failed(report, "digest") == []
+    (problem,) = [f.problem for f in report.findings if f.check == "chain"]
+    assert problem.startswith("names dp-pix-1/lineage/") and problem.endswith("which is missing")
+
+
+def test_a_schema_valid_edit_of_a_record_is_caught_by_the_chain(run: Path) -> None:
+    path = _record(run, "release-1")
+    record = json.loads(path.read_text())
+    record["parameters"]["note"] = "rewritten later"  # valid, digests untouched: only the chain knows
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    report = _audit(run)
+    assert [f.check for f in report.findings] == ["chain"]
+    assert report.findings[0].problem.endswith("changed after it was chained")
+
+
+def test_a_record_planted_beside_the_others_is_in_no_link(run: Path) -> None:
+    path = _record(run, "zarr-1")
+    planted = path.with_name("00000000-0000-4000-8000-000000000000.json")
+    shutil.copy(path, planted)
+    report = _audit(run)
+    assert _failed(report, "chain") == [str(planted)]
+
+
+def test_edited_removed_or_cut_links_fail_and_say_where(run: Path) -> None:
+    chain = run / "releases" / CHAIN_DIR
+    link = json.loads((chain / "00000002.json").read_text())
+    link["record"]["operation"] = "something-else"
+    (chain / "00000002.json").write_text(json.dumps(link))
+    assert _failed(_audit(run), "chain") == [str(chain / "00000002.json")]
+
+    (chain / "00000002.json").unlink()
+    report = _audit(run)
+    assert _failed(report, "chain")[0] == str(chain / "00000003.json")
+    assert "a link is missing" in report.findings[0].problem
+
+
+def test_cutting_the_end_of_the_chain_fails_only_against_the_noted_head(run: Path) -> None:
+    releases = run / "releases"
+    head = _head(_audit(run))
+    last = json.loads((releases / CHAIN_DIR / "00000004.json").read_text())
+    shutil.rmtree(releases / last["record"]["path"].split("/")[0])
+    (releases / CHAIN_DIR / "00000004.json").unlink()
+    assert _audit(run).ok  # consistent: what remains verifies, and the ledger still covers what is here
+    report = _audit(run, expect_heads=[head])
+    assert _failed(report, "chain") == [str(releases / CHAIN_DIR)]
+    assert "ends before link 4" in report.render()
+
+
+def test_cli_expect_head(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["audit", str(run / "releases")]
+    assert main(args) == 0
+    head = _head(_audit(run))
+    assert main([*args, "--expect-head", head.render()]) == 0
+    wrong = ChainLink(head.sequence, "0" * 64).render()
+    assert main([*args, "--expect-head", wrong]) == EXIT_FAILED
+    assert main([*args, "--expect-head", "four"]) == 2
+    assert "expect-head" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("name", "secret"),
     [
@@ -178,8 +257,9 @@ def test_cli_exit_codes_and_verdict(run: Path, secret_file: Path, capsys: pytest
     _record(run, "release-1").unlink()
     assert main(args) == EXIT_FAILED
     lines = capsys.readouterr().out.strip().splitlines()
-    assert f"[record] {run / 'releases' / 'release-1'}: no lineage record in lineage/" in lines[-2]
-    assert lines[-1].startswith("verdict: FAIL (1 problems")
+    assert f"  [record] {run / 'releases' / 'release-1'}: no lineage record in lineage/" in lines
+    assert any(line.startswith("  [chain] ") and "which is missing" in line for line in lines)
+    assert lines[-1].startswith("verdict: FAIL (2 problems")
 
 
 def test_cli_missing_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ import pytest
 from privacy_core.deid.job import completed_summary, run_deidentification
 from privacy_core.errors import SchemaValidationError
 from privacy_core.keys import PseudonymKey
+from privacy_core.lineage.chain import link_of, verify_chain
 from privacy_core.lineage.record import AirflowRun, Artifact, build_record, read_record, scrub_parameters
 from tests.conftest import PYDICOM_FILES, TEST_SECRET
 
@@ -99,5 +100,7 @@ def test_record_can_go_to_an_fsspec_url(tmp_path: Path) -> None:
     from privacy_core.lineage.record import write_record
 
     record = build_record(operation="pixels", parameters={}, inputs=[], outputs=[], counts={}, privacy={}, run_id="r")
-    where = write_record(record, f"file://{tmp_path}/lineage")
+    where = write_record(record, f"file://{tmp_path}/out/lineage", chain_root=f"file://{tmp_path}")
     assert read_record(where.removeprefix("file://")) == record
+    link = link_of(where)
+    assert link is not None and link.sequence == 1 and verify_chain(tmp_path).problems == []

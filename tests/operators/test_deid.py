@@ -14,6 +14,7 @@ from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from operators.deid import DicomDeidentifyOperator, DicomLeakVerifyOperator
+from privacy_core.lineage.chain import link_of
 from tests.conftest import PYDICOM_FILES, TEST_SECRET
 
 OPERATORS = (DicomDeidentifyOperator, DicomLeakVerifyOperator)
@@ -118,6 +119,7 @@ def test_execute_releases_records_and_pushes_a_safe_summary(source: Path, tmp_pa
     }
     extra = ctx["outlet_events"][asset].extra
     assert extra["output_digest"] == summary["output_digest"]
+    assert extra["lineage_chain"] == link_of(summary["lineage_record"]).render()  # type: ignore[union-attr]
 
 
 def test_retry_after_success_returns_the_same_release(source: Path, tmp_path: Path) -> None:

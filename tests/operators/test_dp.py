@@ -19,6 +19,7 @@ from operators.dp import DPReleaseOperator, PrivacyBudgetCheckOperator
 from operators.hooks.ledger import PrivacyLedgerHook
 from privacy_core.dp.ledger import open_ledger
 from privacy_core.errors import LedgerUnavailableError
+from privacy_core.lineage.chain import link_of
 from tests.operators.test_deid import context
 
 OPERATORS = (DPReleaseOperator, PrivacyBudgetCheckOperator)
@@ -83,6 +84,8 @@ def test_release_charges_once_per_task_instance_and_reports_the_spend_on_the_ass
     first = _release(setup, tmp_path, [asset]).execute(ctx)  # type: ignore[arg-type]
     assert first["charged"] and first["loss"] == 0.75
     assert ctx["outlet_events"][asset].extra["privacy_spend"]["ledger_commit"] == first["ledger_commit"]
+    chained = link_of(first["lineage_record"])
+    assert chained is not None and ctx["outlet_events"][asset].extra["lineage_chain"] == chained.render()
     retry = _release(setup, tmp_path).execute(context(try_number=2))  # type: ignore[arg-type]
     assert not retry["charged"] and retry["release_id"] == first["release_id"]
     with open_ledger(f"sqlite:///{setup['ledger']}") as ledger:

@@ -61,6 +61,7 @@ def test_dicom_to_zarr_then_pixels(dicom: Path, tmp_path: Path, dask_connection:
     summary = to_zarr.execute(ctx)  # type: ignore[arg-type]
     assert summary["series"] == 2
     assert ctx["outlet_events"][zarr_asset].extra["series"] == 2
+    assert ctx["outlet_events"][zarr_asset].extra["lineage_chain"].startswith("1:")  # the first link of tmp_path
     json.dumps(summary)
     pixels = PixelPrivacyOperator(
         task_id="dp_pix",

@@ -20,6 +20,7 @@ from operators.secure import (
     SecureSiteEncryptOperator,
 )
 from privacy_core.dp.ledger import open_ledger
+from privacy_core.lineage.chain import link_of
 from tests.operators.test_deid import context
 
 OPERATORS = (
@@ -107,6 +108,8 @@ def test_a_round_through_the_operators_with_a_dropped_site(tmp_path: Path, monke
     ).execute(ctx)  # type: ignore[arg-type]
     assert result["charged"] and result["sites_accepted"] == 3
     assert ctx["outlet_events"][asset].extra["privacy_spend"]["round_id"] == "r1"
+    chained = link_of(result["lineage_record"])
+    assert chained is not None and ctx["outlet_events"][asset].extra["lineage_chain"] == chained.render()
     with open_ledger(f"sqlite:///{ledger}") as book:
         assert book.status("cohort").spent == Fraction(result["rho_exact"])
     text = json.dumps(result)
