@@ -44,6 +44,48 @@ class Finding:
         return f"[{self.check}] {self.path}: {self.problem}"
 
 
+@dataclass(frozen=True)
+class Spend:
+    """A privacy spend a record claims: the ledger entry it names and the file that repeats it."""
+
+    record_path: Path
+    dataset: str
+    sequence: int
+    entry_hash: str
+    charged: bool
+    loss_exact: str
+    published: Path
+    published_ledger: dict[str, Any]
+
+    @classmethod
+    def of_release(cls, path: Path, facet: dict[str, Any], bundle: dict[str, Any] | None) -> Spend:
+        """The spend of a DP release record; its bundle ``release.json`` repeats the commit."""
+        return cls(
+            path,
+            facet["dataset"],
+            int(facet["ledger_entry"]["sequence"]),
+            facet["ledger_entry"]["hash"],
+            bool(facet["charged"]),
+            facet["loss_exact"],
+            path.parent.parent / "release.json",
+            (bundle or {}).get("ledger", {}),
+        )
+
+    @classmethod
+    def of_round(cls, path: Path, dp: dict[str, Any], result: dict[str, Any] | None) -> Spend:
+        """The spend of a secure round's combine record; its ``result.json`` repeats the commit."""
+        return cls(
+            path,
+            dp["dataset"],
+            int(dp["ledger_entry"]["sequence"]),
+            dp["ledger_entry"]["hash"],
+            bool(dp["charged"]),
+            dp["rho_exact"],
+            path.parent.parent / "result.json",
+            ((result or {}).get("payload") or {}).get("ledger", {}),
+        )
+
+
 @dataclass
 class AuditReport:
     """What :func:`audit_releases` found: ``ok`` when there are no findings; ``notes`` are facts (budget sums)."""
@@ -108,7 +150,7 @@ def audit_releases(
     if not folder.is_dir():
         raise ConfigurationError("RELEASES", f"{folder} is not a folder", "give the releases folder of a run")
     report = AuditReport(str(folder))
-    dp_records: list[tuple[Path, dict[str, Any], dict[str, Any] | None]] = []
+    spends: list[Spend] = []
     record_paths: list[Path] = []
     secret = secret_text.strip() if secret_text else None
     for output in output_folders(folder):
@@ -120,6 +162,7 @@ def audit_releases(
         bundle = _load_json(bundle_path, report) if bundle_path.is_file() else None
         if bundle is not None:
             scan_secrets(bundle_path, bundle, report, secret)
+        round_records: list[tuple[Path, dict[str, Any]]] = []
         for path in paths:
             report.records += 1
             record_paths.append(path)
@@ -127,13 +170,18 @@ def audit_releases(
             if record is None:
                 continue
             check_digests(output, path, record, report)
-            if "dp_release" in record.get("privacy", {}):
-                dp_records.append((path, record, bundle))
+            privacy = record.get("privacy", {})
+            if "dp_release" in privacy:
+                spends.append(Spend.of_release(path, privacy["dp_release"], bundle))
+            if "secure" in privacy:
+                round_records.append((path, record))
+        if round_records:
+            spends += check_secure_round(output, round_records, report, secret)
     if ledger_url is not None:
         from privacy_core.dp.ledger import open_ledger
 
         with open_ledger(ledger_url) as ledger:
-            check_ledger(ledger, dp_records, report)
+            check_ledger(ledger, spends, report)
     check_chain(folder, record_paths, report, expect_heads)
     return report
 
@@ -229,8 +277,14 @@ def check_digests(folder: Path, path: Path, record: dict[str, Any], report: Audi
     for index, output in enumerate(record["outputs"]):
         algorithm, claimed = output["digest"]["algorithm"], output["digest"]["value"]
         where = f"{path} (outputs[{index}], {algorithm})"
+        inside = _file_inside(folder, output["uri"]) if algorithm == "sha256" else None
         try:
-            items, actual = recompute_digest(folder, algorithm)
+            if inside is not None:
+                if not inside.is_file():
+                    raise ConfigurationError("output", f"{inside} is missing", "restore the file the record names")
+                items, actual = -1, hashlib.sha256(inside.read_bytes()).hexdigest()
+            else:
+                items, actual = recompute_digest(folder, algorithm)
         except PrivacyCoreError as exc:
             report.fail("digest", where, str(exc))
             continue
@@ -243,6 +297,18 @@ def check_digests(folder: Path, path: Path, record: dict[str, Any], report: Audi
         report.fail("digest", f"{path} (privacy.dp_release.bundle_digest)", "does not match release.json")
 
 
+def _file_inside(folder: Path, uri: str) -> Path | None:
+    """Where a file output named by ``uri`` is now: its path below a segment named like ``folder``, taken
+    under ``folder`` (so a moved or copied release is audited where it is). None for the folder itself."""
+    from urllib.parse import unquote, urlparse
+
+    parts = Path(unquote(urlparse(uri).path) if "://" in uri else uri).parts
+    if folder.name not in parts:
+        return None
+    below = parts[len(parts) - 1 - parts[::-1].index(folder.name) + 1 :]
+    return folder.joinpath(*below) if below else None
+
+
 def _bundle_sha256(folder: Path) -> str | None:
     try:
         return recompute_digest(folder, "sha256")[1]
@@ -250,18 +316,15 @@ def _bundle_sha256(folder: Path) -> str | None:
         return None
 
 
-def check_ledger(
-    ledger: BudgetLedger,
-    dp_records: list[tuple[Path, dict[str, Any], dict[str, Any] | None]],
-    report: AuditReport,
-) -> None:
-    """Each dataset a DP record names: its chain verifies, each bundle names its commit entry, and the
-    charged losses add up to no more than the ledger's spend (exactly to it when every commit is here)."""
+def check_ledger(ledger: BudgetLedger, spends: list[Spend], report: AuditReport) -> None:
+    """Each dataset a spend names: its chain verifies, each spend and the file that publishes it name the same
+    commit entry, and the charged losses add up to no more than the ledger's spend (exactly to it when every
+    commit is here)."""
     from privacy_core.errors import LedgerIntegrityError
 
-    by_dataset: dict[str, list[tuple[Path, dict[str, Any], dict[str, Any] | None]]] = {}
-    for item in dp_records:
-        by_dataset.setdefault(item[1]["privacy"]["dp_release"]["dataset"], []).append(item)
+    by_dataset: dict[str, list[Spend]] = {}
+    for spend in spends:
+        by_dataset.setdefault(spend.dataset, []).append(spend)
     for dataset, items in sorted(by_dataset.items()):
         where = f"ledger {ledger.url} dataset {dataset}"
         try:
@@ -274,23 +337,22 @@ def check_ledger(
         for problem in verification.problems:
             report.fail("ledger", where, f"hash chain does not verify: {problem}")
         charged: dict[int, Fraction] = {}
-        for path, record, bundle in items:
-            facet = record["privacy"]["dp_release"]
-            seq = int(facet["ledger_entry"]["sequence"])
+        for spend in items:
+            seq = spend.sequence
             entry = entries.get(seq)
             if entry is None or entry.kind != "commit":
-                report.fail("ledger", path, f"entry {seq} of {dataset} is not a commit entry in the ledger")
+                report.fail(
+                    "ledger", spend.record_path, f"entry {seq} of {dataset} is not a commit entry in the ledger"
+                )
                 continue
-            if facet["ledger_entry"]["hash"] != entry.entry_hash:
-                report.fail("ledger", path, f"ledger_entry.hash is not the hash of entry {seq}")
-            ledger_facts = (bundle or {}).get("ledger", {})
-            bundle_path = path.parent.parent / "release.json"
-            if ledger_facts.get("commit_sequence") != seq:
-                report.fail("ledger", bundle_path, f"ledger.commit_sequence is not {seq}, the record's entry")
-            elif ledger_facts.get("commit_hash") != entry.entry_hash:
-                report.fail("ledger", bundle_path, f"ledger.commit_hash is not the hash of entry {seq}")
-            if facet["charged"]:
-                charged[seq] = Fraction(facet["loss_exact"])
+            if spend.entry_hash != entry.entry_hash:
+                report.fail("ledger", spend.record_path, f"ledger_entry.hash is not the hash of entry {seq}")
+            if spend.published_ledger.get("commit_sequence") != seq:
+                report.fail("ledger", spend.published, f"ledger.commit_sequence is not {seq}, the record's entry")
+            elif spend.published_ledger.get("commit_hash") != entry.entry_hash:
+                report.fail("ledger", spend.published, f"ledger.commit_hash is not the hash of entry {seq}")
+            if spend.charged:
+                charged[seq] = Fraction(spend.loss_exact)
         total = sum(charged.values(), Fraction(0))
         commits = {seq for seq, e in entries.items() if e.kind == "commit"}
         complete = commits <= set(charged)
@@ -302,6 +364,43 @@ def check_ledger(
             report.fail("budget", where, f"records charge {total}, more than the ledger's spent {status.spent}")
         elif complete and total != status.spent:
             report.fail("budget", where, f"every spend is here but records charge {total}, ledger spent {status.spent}")
+
+
+def check_secure_round(
+    folder: Path, records: list[tuple[Path, dict[str, Any]]], report: AuditReport, secret: str | None
+) -> list[Spend]:
+    """A cross-site round folder: every step names one key and one spec; every envelope in the folder was
+    written by a recorded step, with these bytes; every envelope a step read was written by another. Returns
+    the round's privacy spend (its combine step's), for the ledger checks."""
+    from privacy_core.secure.envelopes import sha256_digest
+
+    fingerprints = {r["privacy"]["secure"]["key_fingerprint"] for _, r in records}
+    specs = {r["privacy"]["secure"]["spec_digest"] for _, r in records}
+    if len(fingerprints) > 1:
+        report.fail("secure", folder, f"its steps name {len(fingerprints)} different keys, not one")
+    if len(specs) > 1:
+        report.fail("secure", folder, f"its steps name {len(specs)} different statistic specs, not one")
+    written = {ref["digest"] for _, r in records for ref in r["privacy"]["secure"]["envelopes_written"]}
+    for envelope in sorted(folder.rglob("*.json")):
+        relative = envelope.relative_to(folder)
+        if relative.parts[0] == LINEAGE_DIR or any(part.startswith(".") for part in relative.parts):
+            continue
+        if sha256_digest(envelope.read_bytes()) not in written:
+            report.fail("secure", envelope, "no recorded step wrote these bytes: the envelope was planted or changed")
+    for path, record in records:
+        for ref in record["privacy"]["secure"]["envelopes_read"]:
+            if ref["digest"] not in written:
+                report.fail("secure", path, f"read a {ref['kind']} envelope that no recorded step of the round wrote")
+    spends = []
+    result_path = folder / "result.json"
+    result = _load_json(result_path, report) if result_path.is_file() else None
+    if result is not None:
+        scan_secrets(result_path, result, report, secret)
+    for path, record in records:
+        dp = record["privacy"]["secure"].get("dp") or {}
+        if record["operation"] == "secure-combine" and "ledger_entry" in dp:
+            spends.append(Spend.of_round(path, dp, result))
+    return spends
 
 
 def _walk(value: Any, at: str = "") -> Iterator[tuple[str, Any, Any]]:

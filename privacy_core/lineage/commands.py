@@ -22,9 +22,11 @@ def add_parsers(sub: Any) -> None:
             "For every output folder of RELEASES (release-*, zarr-*, dp-pix-*, dp-release-*, or any folder with "
             "a lineage/ folder): a lineage record is there and matches its schema; each output digest, "
             "recomputed from the data, is the recorded one; no record or bundle holds key material. The "
-            "lineage-chain/ folder links every record by hash, and still holds --expect-head if given. With "
-            "--ledger, each DP release's dataset has a verifying hash chain, its bundle names its commit entry, "
-            "and the charged losses add up to no more than the ledger's spend. Exits 1 on any failure."
+            "lineage-chain/ folder links every record by hash, and still holds --expect-head if given. A "
+            "cross-site exchange is audited the same way: in each round folder every envelope was written by a "
+            "recorded step with these bytes, and all steps name one key and one spec. With --ledger, each DP "
+            "release's or round's dataset has a verifying hash chain, its bundle or result names its commit "
+            "entry, and the charged losses add up to no more than the ledger's spend. Exits 1 on any failure."
         ),
     )
     audit.add_argument("releases", type=Path, metavar="RELEASES", help="the releases folder of a run")
