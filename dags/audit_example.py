@@ -1,7 +1,9 @@
 """Example DAG: audit every release, daily and whenever the example pipeline publishes a DP release.
 
 Scheduled on a cron timetable *or* the ``dicom_deid_example.dp_release`` asset, so an auditor's check runs
-right after each new release and again every morning (tampering can happen any day). Imports nothing heavy.
+right after each new release and again every morning (tampering can happen any day). A run the asset
+triggered also checks that the lineage chain still holds the link the event's extra names (``lineage_chain``),
+so links cut off the chain's end since the release are caught. Imports nothing heavy.
 """
 
 from __future__ import annotations
