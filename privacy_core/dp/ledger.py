@@ -454,6 +454,11 @@ class BudgetLedger(ABC):
             cap_approx_dp=approx_dp_of(accounting, entry.cap, head.delta),
         )
 
+    def datasets(self) -> list[str]:
+        """The names of every dataset this ledger holds, sorted; an auditor verifies them all."""
+        with self._transaction(write=False) as txn:
+            return txn.dataset_names()
+
     def entries(self, dataset: str) -> list[LedgerEntry]:
         """``dataset``'s log, genesis first.
 

@@ -89,5 +89,10 @@ class SqlTransaction:
     def rows(self, dataset: str) -> list[Row]:
         return self._run(f"SELECT {ENTRY_COLUMNS} FROM {self._entries} WHERE dataset = ? ORDER BY seq", (dataset,))
 
+    def dataset_names(self) -> list[str]:
+        """Every dataset with a head row or an entry (an entry without a head is itself a finding)."""
+        sql = f"SELECT dataset FROM {self._datasets} UNION SELECT dataset FROM {self._entries} ORDER BY 1"
+        return [str(row[0]) for row in self._run(sql, ())]
+
     def count(self, dataset: str) -> int:
         return int(self._run(f"SELECT count(*) FROM {self._entries} WHERE dataset = ?", (dataset,))[0][0])

@@ -364,6 +364,30 @@ def check_ledger(ledger: BudgetLedger, spends: list[Spend], report: AuditReport)
             report.fail("budget", where, f"records charge {total}, more than the ledger's spent {status.spent}")
         elif complete and total != status.spent:
             report.fail("budget", where, f"every spend is here but records charge {total}, ledger spent {status.spent}")
+    check_unnamed_datasets(ledger, set(by_dataset), report)
+
+
+def check_unnamed_datasets(ledger: BudgetLedger, named: set[str], report: AuditReport) -> None:
+    """The ledger's other datasets, which no record here names: their chains must verify too (a ledger is
+    audited whole), and a note says how much each has spent elsewhere."""
+    from privacy_core.errors import LedgerIntegrityError
+
+    for dataset in ledger.datasets():
+        if dataset in named:
+            continue
+        where = f"ledger {ledger.url} dataset {dataset}"
+        try:
+            verification = ledger.verify(dataset)
+            status = ledger.status(dataset)
+        except (ConfigurationError, LedgerIntegrityError) as exc:
+            report.fail("ledger", where, str(exc))
+            continue
+        for problem in verification.problems:
+            report.fail("ledger", where, f"hash chain does not verify: {problem}")
+        report.notes.append(
+            f"{dataset}: named by no record here; ledger spent {status.spent} (~{float(status.spent):.6g}) "
+            f"of cap {status.cap} in {status.entries} entries"
+        )
 
 
 def check_secure_round(

@@ -129,6 +129,13 @@ def test_create_dataset_is_idempotent(ledger: BudgetLedger) -> None:
     assert ledger.status("ct").entries == 1
 
 
+def test_datasets_lists_every_dataset_sorted(ledger: BudgetLedger) -> None:
+    assert ledger.datasets() == []
+    ledger.create_dataset("zeta", "pure-dp", Fraction(1))
+    ledger.create_dataset("alpha", "zcdp", Fraction(1, 2), delta=1e-6)
+    assert ledger.datasets() == ["alpha", "zeta"]
+
+
 def test_zcdp_status_gives_epsilon_at_delta(ledger: BudgetLedger) -> None:
     ledger.create_dataset("mri", "zcdp", F(1, 2), delta=1e-6)
     spend(ledger, "mri", "hist", F(1, 8))

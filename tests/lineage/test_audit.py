@@ -111,6 +111,23 @@ def test_altered_ledger_entry_fails_the_chain(run: Path) -> None:
     assert any("hash chain does not verify" in f.problem for f in report.findings)
 
 
+def test_a_ledger_dataset_no_record_names_is_verified_too(run: Path) -> None:
+    from fractions import Fraction
+
+    from privacy_core.dp.ledger import open_ledger
+
+    with open_ledger(f"sqlite:///{run / 'ledger.db'}") as ledger:
+        ledger.create_dataset("elsewhere", "pure-dp", Fraction(2))
+    report = _audit(run)
+    assert report.ok, report.render()
+    assert any(n.startswith("elsewhere: named by no record here; ledger spent 0") for n in report.notes)
+    with sqlite3.connect(run / "ledger.db") as db:
+        db.execute("drop trigger ledger_entries_no_update")
+        db.execute("update ledger_entries set cap = '5/1' where dataset = 'elsewhere'")
+    report = _audit(run)
+    assert _failed(report, "ledger") and all("dataset elsewhere" in p for p in _failed(report, "ledger"))
+
+
 def test_bundle_naming_another_commit_fails(run: Path) -> None:
     bundle = run / "releases" / "dp-release-1" / "release.json"
     raw = json.loads(bundle.read_text())
