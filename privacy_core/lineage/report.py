@@ -485,6 +485,40 @@ def _figure(which: str, uri: str, store: str) -> str:
     )
 
 
+def provenance_section(lineage: Lineage, root: Path) -> str:
+    """Which code ran each step (version and source digest), where (Airflow task or command line), and
+    the record's link in the lineage chain: what an auditor quotes when asking "what exactly ran"."""
+    from privacy_core.lineage.chain import verify_chain
+
+    links = {str(link["record"]["path"]): link for link in verify_chain(root, check_records=False).links}
+    rows = []
+    for node in lineage.nodes:
+        if node.folder is None:
+            continue
+        record, producer = node.record, node.record.get("producer", {})
+        run = record.get("run", {})
+        airflow = run.get("airflow") or {}
+        task = f"{airflow.get('dag_id')}.{airflow.get('task_id')}"
+        where = f"{task} run {airflow.get('run_id')} try {airflow.get('try_number')}" if airflow else "command line"
+        path = f"{node.folder.name}/{LINEAGE_DIR}/{record.get('record_id')}.json"
+        link = links.get(path)
+        chained = f"{link['sequence']}:{str(link['entry_hash'])[:16]}…" if link else "not chained"
+        digest = str(producer.get("source_digest", "not recorded (record before 1.4)"))
+        rows.append(
+            f"<tr><td>{_esc(node.label)}</td><td>{_esc(node.operation)}</td><td>{_esc(producer.get('version', ''))}"
+            f"</td><td><code>{_esc(digest[:23])}</code></td><td>{_esc(where)}</td><td>{_esc(chained)}</td></tr>"
+        )
+    head = (
+        "<tr><th>output</th><th>step</th><th>version</th><th>source digest</th><th>ran as</th><th>chain link</th></tr>"
+    )
+    return (
+        "<h2>Software and provenance</h2>"
+        '<p class="note">The source digest covers every module of the installed library and provider; the chain '
+        "link is the record's place in <code>lineage-chain/</code>.</p>"
+        f'<table class="provenance">{head}{"".join(rows)}</table>'
+    )
+
+
 def build_report(root: str | Path, *, ledger_url: str | None = None) -> str:
     """The report page of the releases folder ``root`` as one HTML string.
 
@@ -503,6 +537,7 @@ def build_report(root: str | Path, *, ledger_url: str | None = None) -> str:
         dp_section(lineage),
         thumbnail_section(lineage),
         deid_section(lineage),
+        provenance_section(lineage, folder),
     ]
     if lineage.notes:
         sections.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_esc(n)}</li>" for n in lineage.notes) + "</ul>")

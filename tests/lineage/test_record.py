@@ -91,9 +91,50 @@ def test_records_of_the_previous_schema_version_still_validate(job) -> None:  # 
     from privacy_core.schemas import validate
 
     record = json.loads(Path(job.lineage_path).read_text())
-    assert record["schema"] == "TaskLineageRecord/1.3"
+    assert record["schema"] == "TaskLineageRecord/1.4"
+    assert record["producer"].pop("source_digest").startswith("sha256:")
+    record["schema"] = "TaskLineageRecord/1.3"
+    validate("TaskLineageRecord", record)
     record["schema"] = "TaskLineageRecord/1.0"  # a deid record written by 0.1.0 has exactly these fields
     validate("TaskLineageRecord", record)
+
+
+def test_source_digest_names_the_code_that_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any byte of any module, or a module added, changes the digest; another checkout with the same files
+    gives the same digest wherever it lies."""
+    from privacy_core.lineage.record import source_digest
+
+    digest = source_digest.__wrapped__  # uncached: the files change under it here
+
+    def package(where: Path) -> None:
+        (where / "fakepkg" / "sub").mkdir(parents=True)
+        (where / "fakepkg" / "__init__.py").write_text("A = 1\n")
+        (where / "fakepkg" / "sub" / "mod.py").write_text("B = 2\n")
+
+    package(tmp_path / "one")
+    package(tmp_path / "two")
+    monkeypatch.syspath_prepend(str(tmp_path / "one"))
+    first = digest(("fakepkg",))
+    assert first.startswith("sha256:") and first != digest(("fakepkg", "privacy_core"))
+    (tmp_path / "one" / "fakepkg" / "sub" / "mod.py").write_text("B = 3\n")
+    assert digest(("fakepkg",)) != first
+    (tmp_path / "one" / "fakepkg" / "sub" / "mod.py").write_text("B = 2\n")
+    assert digest(("fakepkg",)) == first
+    (tmp_path / "one" / "fakepkg" / "extra.py").write_text("")
+    assert digest(("fakepkg",)) != first
+    import sys
+
+    sys.modules.pop("fakepkg", None)
+    monkeypatch.syspath_prepend(str(tmp_path / "two"))
+    assert digest(("fakepkg",)) == first
+    assert digest(("no_such_package_here",)) == digest(())
+
+
+def test_records_carry_the_installed_source_digest() -> None:
+    from privacy_core.lineage.record import source_digest
+
+    record = build_record(operation="pixels", parameters={}, inputs=[], outputs=[], counts={}, privacy={})
+    assert record["producer"]["source_digest"] == source_digest()
 
 
 def test_record_can_go_to_an_fsspec_url(tmp_path: Path) -> None:

@@ -97,6 +97,12 @@ def test_page_is_self_contained_and_shows_every_section(page: Path, built: Path)
     assert re.search(r"<tr><th>quarantined</th><td>[1-9]\d*</td></tr>", text)
     assert "<tr><th>burned-in-unhandled</th>" in text  # the quarantine reason, counted
     assert "key_fingerprint" in text and "PS3.15 E.1-1 basic" in text
+    # which code ran each step, and each record's place in the lineage chain
+    from privacy_core.lineage.record import source_digest
+
+    provenance = text.split('class="provenance"')[1].split("</table>")[0]
+    assert provenance.count("<code>" + source_digest()[:23] + "</code>") == 4
+    assert sorted(re.findall(r"<td>(\d):[0-9a-f]{16}…</td>", provenance)) == ["1", "2", "3", "4"]
     thumbs = PNG_URI.findall(text)
     assert len(thumbs) == 2  # before and after
     for encoded in thumbs:
