@@ -567,7 +567,7 @@ def _open_complete(url: str, storage_options: dict[str, Any] | None) -> tuple[za
         raise ConfigurationError("url", f"{url} is a partial write left by an interrupted conversion", rerun)
     target = url if _is_remote(url) else str(_local(url))
     try:
-        group = zarr.open_group(target, mode="r", storage_options=storage_options)
+        group = zarr.open_group(target, mode="r", zarr_format=3, storage_options=storage_options)
     except FileNotFoundError:
         raise ConfigurationError("url", f"there is no series array at {url}", rerun) from None
     record = group.attrs.asdict().get(MARKER)

@@ -89,10 +89,18 @@ def entry_hash(entry: dict[str, Any]) -> str:
 
 
 def chain_root_of(lineage_folder: str | Path) -> str:
-    """The releases folder a lineage folder belongs to: ``<releases>/<output>/lineage`` gives ``<releases>``."""
+    """The releases folder a lineage folder belongs to: ``<releases>/<output>/lineage`` gives ``<releases>``.
+
+    >>> chain_root_of("s3://bucket/releases/zarr-1/lineage"), chain_root_of("s3://bucket/lineage")
+    ('s3://bucket/releases', 's3://bucket')
+    """
     text = str(lineage_folder).rstrip("/")
     if "://" in text:
-        return text.rsplit("/", 2)[0]
+        scheme, _, rest = text.partition("://")
+        bucket, _, path = rest.partition("/")
+        parts = [p for p in path.split("/") if p]
+        # <output>/lineage -> the folder above <output>; an output at the bucket's root chains at the root.
+        return "/".join([f"{scheme}://{bucket}", *parts[:-2]])
     return str(Path(text).parent.parent)
 
 

@@ -68,6 +68,9 @@ def test_the_link_hashes_the_record_bytes_as_written(tmp_path: Path) -> None:
 def test_chain_root_is_the_folder_holding_the_output_folder() -> None:
     assert chain_root_of("/data/releases/zarr-1/lineage") == "/data/releases"
     assert chain_root_of("s3://bucket/releases/zarr-1/lineage/") == "s3://bucket/releases"
+    assert chain_root_of("s3://bucket/zarr-1/lineage") == "s3://bucket"
+    assert chain_root_of("s3://bucket/lineage") == "s3://bucket"  # a store at the bucket's root
+    assert chain_root_of("file:///data/releases/zarr-1/lineage") == "file:///data/releases"
 
 
 def test_concurrent_threads_never_lose_or_share_a_sequence_number(tmp_path: Path) -> None:
