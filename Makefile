@@ -43,7 +43,7 @@ tables: setup
 	$(BIN)/python tools/generate_deid_tables.py
 
 requirements: | $(BIN)/uv
-	$(BIN)/uv pip compile --quiet --no-header --no-annotate --python-version 3.11 requirements.in -o requirements.txt
+	$(BIN)/uv pip compile --quiet --no-header --no-annotate --python-version 3.11.7 requirements.in -o requirements.txt
 
 clean:
 	rm -rf $(VENV) $(DEMO) .mypy_cache .ruff_cache .pytest_cache
