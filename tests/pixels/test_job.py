@@ -61,6 +61,30 @@ def test_each_method_equals_its_reference(
     assert record["privacy"]["pixels"]["dp"] is None
 
 
+def test_series_are_written_concurrently_not_one_after_another(
+    store: str, cluster: DaskConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both series must be in flight at once: each write waits at a barrier that only the other can open.
+    Written one after another, the first would wait alone and the barrier would time out."""
+    import threading
+
+    import privacy_core.pixels.job as job_module
+
+    real = job_module.write_array
+    both = threading.Barrier(2, timeout=60)
+
+    def write_together(*args: Any, **kwargs: Any) -> Any:
+        both.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job_module, "write_array", write_together)
+    job = run_pixels(store, str(tmp_path / "out"), "pixelate", {"block": 4}, dask=cluster)
+
+    assert job.summary["arrays"] == 2
+    written = [a.url.rstrip("/").rsplit("/", 1)[-1] for a in job.arrays]
+    assert written == [u.rstrip("/").rsplit("/", 1)[-1] for u in list_series(store)]  # input order kept
+
+
 def test_dp_pix_records_its_spend_and_says_it_first(store: str, cluster: DaskConfig, tmp_path: Path) -> None:
     said: list[str] = []
     parameters = {"block": 4, "epsilon": 0.5, "m": 2, "bits_stored": 12}
