@@ -41,6 +41,11 @@ with DAG(
             description="DP-Pix cell size b, privacy loss epsilon, protected pixels m",
         ),
         "release_spec": Param(str(RELEASE_SPEC), type="string", description="DP release spec (YAML)"),
+        "dask_conn_id": Param(
+            "",
+            type="string",
+            description="Connection (type dask) of an existing Dask cluster; empty starts an embedded one per task",
+        ),
     },
 ) as dag:
     release = "{{ params.release_root }}/release-{{ ts_nodash }}"
@@ -74,6 +79,7 @@ with DAG(
         output_url="{{ params.release_root }}/dp-pix-{{ ts_nodash }}",
         method="dp-pix",
         parameters="{{ params.dp_pix }}",
+        dask_conn_id="{{ params.dask_conn_id }}",
         workers=2,
         outlets=[Asset(name="dicom_deid_example.dp_pix", uri=(RELEASES / "dp-pix").as_uri())],
     )
@@ -88,6 +94,7 @@ with DAG(
         output_path="{{ params.release_root }}/dp-release-{{ ts_nodash }}",
         sources={"dicom": release, "zarr": "{{ params.release_root }}/zarr-{{ ts_nodash }}"},
         ledger_conn_id="imaging_privacy_ledger_default",
+        dask_conn_id="{{ params.dask_conn_id }}",
         workers=2,
         outlets=[Asset(name="dicom_deid_example.dp_release", uri=(RELEASES / "dp-release").as_uri())],
     )

@@ -103,11 +103,11 @@ class DPReleaseOperator(BaseOperator):
     :param sources: overrides the spec's ``sources`` (``{"dicom": ..., "zarr": ...}``), so one spec serves
         every run's new release. (templated)
     :param ledger_conn_id: Connection of type ``imaging_privacy_ledger``; None uses the spec's ``ledger``.
-    :param dask_conn_id: Connection of type ``dask``; None starts an embedded local cluster.
+    :param dask_conn_id: Connection of type ``dask``; None or empty starts an embedded local cluster. (templated)
     :param workers: embedded cluster size (None: one per core).
     """
 
-    template_fields: Sequence[str] = ("spec_path", "output_path", "sources")
+    template_fields: Sequence[str] = ("spec_path", "output_path", "sources", "dask_conn_id")
     ui_color = "#c9d9f5"
 
     def __init__(
@@ -130,9 +130,12 @@ class DPReleaseOperator(BaseOperator):
         self.workers = workers
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from privacy_core.dp.ledger import task_instance_key
         from privacy_core.dp.release import run_release
         from privacy_core.dp.spec import load_spec
+        from privacy_core.errors import BudgetExceededError
 
         spec = load_spec(self.spec_path)
         if self.sources:
@@ -141,15 +144,18 @@ class DPReleaseOperator(BaseOperator):
         key = task_instance_key(run.dag_id, run.run_id, run.task_id, run.map_index)
         with _open(spec, self.ledger_conn_id) as ledger:
             _checked(spec, ledger, key)
-            result = run_release(
-                spec,
-                ledger,
-                self.output_path,
-                key=key,
-                dask=_dask_config(self.dask_conn_id, self.workers),
-                airflow=run,
-                announce=self.log.info,
-            )
+            try:
+                result = run_release(
+                    spec,
+                    ledger,
+                    self.output_path,
+                    key=key,
+                    dask=_dask_config(self.dask_conn_id, self.workers),
+                    airflow=run,
+                    announce=self.log.info,
+                )
+            except BudgetExceededError as exc:  # another task reserved first: a retry cannot pay either
+                raise AirflowFailException(str(exc)) from None
         summary = result.summary()
         self._lineage_record_path = summary["lineage_record"]
         self.log.info("released %s: loss %s, charged %s", spec.dataset, summary["loss"], summary["charged"])

@@ -122,12 +122,12 @@ class PixelPrivacyOperator(BaseOperator):
     :param output_url: output Zarr store. (templated)
     :param method: ``mask``, ``blur``, ``pixelate`` or ``dp-pix``. (templated)
     :param parameters: the method's parameters, e.g. ``{"block": 8, "epsilon": 0.5, "m": 16}``. (templated)
-    :param dask_conn_id: Connection of type ``dask``; None starts an embedded local cluster.
+    :param dask_conn_id: Connection of type ``dask``; None or empty starts an embedded local cluster. (templated)
     :param workers: embedded cluster size (None: one per core).
     :param storage_options: fsspec options for both stores.
     """
 
-    template_fields: Sequence[str] = ("store_url", "output_url", "method", "parameters")
+    template_fields: Sequence[str] = ("store_url", "output_url", "method", "parameters", "dask_conn_id")
     ui_color = "#f5d5c9"
 
     def __init__(

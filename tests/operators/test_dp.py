@@ -103,6 +103,20 @@ def test_over_budget_fails_cleanly_before_any_work(setup: dict[str, Any], tmp_pa
     assert not (tmp_path / "second").exists()
 
 
+def test_losing_the_reservation_race_fails_for_good_too(
+    setup: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task whose pre-check passed but whose reserve is refused (another task reserved in between) must not
+    be retried either: AirflowFailException, not the library's error."""
+    import operators.dp as dp_operators
+
+    _release(setup, tmp_path).execute(context())  # type: ignore[arg-type]
+    monkeypatch.setattr(dp_operators, "_checked", lambda *args, **kwargs: None)  # the check ran before the rival
+    with pytest.raises(AirflowFailException, match="nothing was charged"):
+        _release(setup, tmp_path / "second").execute(context(run_id="manual__2"))  # type: ignore[arg-type]
+    assert not (tmp_path / "second").exists()
+
+
 def test_budget_check_passes_and_charges_nothing(setup: dict[str, Any]) -> None:
     check = PrivacyBudgetCheckOperator(task_id="check", spec_path=setup["spec"], ledger_conn_id="test_ledger")
     assert check.execute(context()) == {"dataset": "cohort", "cost": 0.75, "remaining": 1.0}  # type: ignore[arg-type]
