@@ -29,7 +29,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 unit: setup
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 --dist loadscope -q
 
 test: lint typecheck unit
 
