@@ -104,6 +104,8 @@ class SecureSiteEncryptOperator(_SecureLineage, BaseOperator):
     :param vector: the site's statistic, a ``.npy`` or ``.json`` file, in real units. (templated)
     :param key_fingerprint: the fingerprint the site got at the key ceremony; any other key is refused.
         (templated)
+    :param workers: encrypt on an embedded Dask cluster of this many processes in the task (the site's values
+        never leave its machine); None encrypts in the task's process.
     """
 
     template_fields: Sequence[str] = ("exchange", "round_id", "site_id", "vector", "key_fingerprint")
@@ -118,6 +120,7 @@ class SecureSiteEncryptOperator(_SecureLineage, BaseOperator):
         vector: str,
         key_fingerprint: str,
         storage_options: Mapping[str, Any] | None = None,
+        workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -127,6 +130,7 @@ class SecureSiteEncryptOperator(_SecureLineage, BaseOperator):
         self.vector = vector
         self.key_fingerprint = key_fingerprint
         self.storage_options = storage_options
+        self.workers = workers
 
     def execute(self, context: Context) -> dict[str, Any]:
         from privacy_core.secure.roles import site_encrypt
@@ -139,6 +143,7 @@ class SecureSiteEncryptOperator(_SecureLineage, BaseOperator):
             key_fingerprint=self.key_fingerprint,
             storage_options=_options(self.storage_options),
             airflow=airflow_run(context),
+            workers=self.workers,
         )
         self._lineage_record_path = summary["lineage_record"]
         self.log.info("site %s uploaded %s ciphertexts", summary["site_id"], summary["ciphertexts"])
@@ -201,6 +206,8 @@ class SecureDecryptShareOperator(_SecureLineage, BaseOperator):
     The share file stays on the holder's machine (mode 0600); the task reads it by path.
 
     :param share_path: this holder's key share file. (templated)
+    :param workers: decrypt on an embedded Dask cluster of this many processes in the task (the secret
+        exponent stays on the holder's machine); None decrypts in the task's process.
     """
 
     template_fields: Sequence[str] = ("exchange", "round_id", "share_path")
@@ -213,6 +220,7 @@ class SecureDecryptShareOperator(_SecureLineage, BaseOperator):
         round_id: str,
         share_path: str,
         storage_options: Mapping[str, Any] | None = None,
+        workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -220,6 +228,7 @@ class SecureDecryptShareOperator(_SecureLineage, BaseOperator):
         self.round_id = round_id
         self.share_path = share_path
         self.storage_options = storage_options
+        self.workers = workers
 
     def execute(self, context: Context) -> dict[str, Any]:
         from privacy_core.secure.roles import decrypt_share
@@ -230,6 +239,7 @@ class SecureDecryptShareOperator(_SecureLineage, BaseOperator):
             self.share_path,
             storage_options=_options(self.storage_options),
             airflow=airflow_run(context),
+            workers=self.workers,
         )
         self._lineage_record_path = summary["lineage_record"]
         self.log.info("holder %s published its decryption share", summary["holder"])

@@ -93,6 +93,12 @@ def add_parsers(sub: Any) -> None:
     _round_arguments(encrypt)
     encrypt.add_argument("--site", required=True, help="this site's id")
     encrypt.add_argument("--vector", type=Path, required=True, help="the site's vector (.npy or .json)")
+    encrypt.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="encrypt on an embedded Dask cluster of N processes on this machine (default: in this process)",
+    )
     trusted = encrypt.add_mutually_exclusive_group(required=True)
     trusted.add_argument("--key-fingerprint", help="sha256:... of the key from the key ceremony")
     trusted.add_argument("--public-key", type=Path, help="the public key file from the key ceremony")
@@ -121,6 +127,12 @@ def add_parsers(sub: Any) -> None:
     _round_arguments(share)
     share.add_argument("--share", type=Path, required=True, help="this holder's key share (mode 0600)")
     share.add_argument("--journal", type=Path, help="the holder's journal (default: SHARE.journal.json)")
+    share.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="decrypt on an embedded Dask cluster of N processes on this machine (default: in this process)",
+    )
 
     combine = steps.add_parser(
         "combine",
@@ -248,6 +260,7 @@ def _encrypt(args: argparse.Namespace) -> Step:
         args.vector,
         key_fingerprint=trusted,
         storage_options=_storage_options(args.storage_options),
+        workers=args.workers,
     )
     verb = "already uploaded (kept, no new noise drawn)" if s["already_uploaded"] else "uploaded"
     lines = [
@@ -277,6 +290,7 @@ def _decrypt_share(args: argparse.Namespace) -> Step:
         args.share,
         journal=args.journal,
         storage_options=_storage_options(args.storage_options),
+        workers=args.workers,
     )
     verb = "already published" if s["already_shared"] else "published"
     lines = [

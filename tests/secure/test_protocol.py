@@ -113,6 +113,26 @@ def test_dropped_site_still_gives_the_exact_noisy_total(
     assert result["charged"] is True
 
 
+def test_sites_and_holders_on_embedded_workers_give_the_same_exact_total(
+    tmp_path: Path, open_test_round: Any, ceremony: dict[str, Any], ledger: str, noises: dict[int, Any]
+) -> None:
+    """Encryption and partial decryption spread over an embedded 2-process cluster (``workers=2``) still give
+    the accepted sites' data plus exactly their noise, as the in-process steps do."""
+    exchange = str(tmp_path / "exchange")
+    open_test_round(exchange, "r1", length=300, ledger=ledger)
+    data = _data("ABC", length=300)
+    for site, values in data.items():
+        roles.site_encrypt(exchange, "r1", site, values, key_fingerprint=ceremony["key_fingerprint"], workers=2)
+    roles.aggregate(exchange, "r1", now=_deadline(exchange, "r1") + dt.timedelta(seconds=1))
+    roles.decrypt_share(exchange, "r1", ceremony["shares"][0], workers=2)
+    roles.decrypt_share(exchange, "r1", ceremony["shares"][1])
+    result = roles.combine_result(exchange, "r1", ledger=ledger)
+
+    np.testing.assert_array_equal(_totals(result["result"]), sum(data.values()) + sum(noises.values()))
+    with pytest.raises(ConfigurationError, match="at least 1"):
+        roles.decrypt_share(exchange, "r1", ceremony["shares"][2], workers=0)
+
+
 def test_result_is_published_with_its_accounting(
     tmp_path: Path, open_test_round: Any, ceremony: dict[str, Any], ledger: str
 ) -> None:

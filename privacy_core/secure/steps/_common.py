@@ -5,9 +5,11 @@ Kept apart so each step module holds only its own step; nothing here is public A
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,3 +144,24 @@ def _max_envelope_bytes(spec: RoundSpec) -> int:
 
     count = spec.layout.plaintexts_for(spec.length)
     return 2 * count * ciphertext_bytes(spec.public_key) + _ENVELOPE_SLACK
+
+
+@contextlib.contextmanager
+def local_workers(workers: int | None) -> Iterator[Any | None]:
+    """A Dask client on an embedded cluster of ``workers`` processes on this machine; None (in-process) for
+    ``workers`` None or 1.
+
+    Only ever embedded, never an existing scheduler: a site's values and a holder's secret exponent go to the
+    workers, so the workers must be this party's own processes on this machine.
+
+    :raises ConfigurationError: ``workers`` is below 1.
+    """
+    if workers is not None and workers < 1:
+        raise ConfigurationError("workers", f"is {workers}", "give at least 1, or leave it unset to work in-process")
+    if not workers or workers == 1:
+        yield None
+        return
+    from privacy_core.imaging.compute import DaskConfig, dask_client
+
+    with dask_client(DaskConfig(workers=workers)) as client:
+        yield client

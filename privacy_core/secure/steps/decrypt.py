@@ -33,6 +33,7 @@ from privacy_core.secure.steps._common import (
     _max_envelope_bytes,
     _read_local_json,
     _ref,
+    local_workers,
 )
 from privacy_core.secure.steps.aggregation import _load_aggregate, _verify_aggregate
 
@@ -95,12 +96,15 @@ def decrypt_share(
     storage_options: dict[str, Any] | None = None,
     run_id: str | None = None,
     airflow: AirflowRun | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Key holder: verify the round's aggregate, then publish this holder's partial decryption of it.
 
     :param share: this holder's key share file (mode 0600; refused if others can read it).
     :param journal: the holder's record of the aggregates it decrypted (default: ``<share>.journal.json``);
         a second, different aggregate of the same round is refused.
+    :param workers: decrypt over an embedded Dask cluster of this many processes on this holder's machine
+        (the secret exponent goes to them, never to an existing scheduler); None decrypts in this process.
     :raises SecureProtocolError: the share is not for the round's key, or the aggregate does not verify.
     """
     from privacy_core.secure.keys import verify_key_share
@@ -132,7 +136,8 @@ def decrypt_share(
     _journal_check(
         Path(journal) if journal else share_path.with_name(share_path.name + ".journal.json"), spec, aggregate_digest
     )
-    partial = partial_decrypt(key_share, spec.public_key, ciphertexts)
+    with local_workers(workers) as client:
+        partial = partial_decrypt(key_share, spec.public_key, ciphertexts, client=client)
     del key_share
     payload = {"holder": holder, "aggregate_digest": aggregate_digest, "share": partial.to_json()}
     out = seal(

@@ -28,6 +28,7 @@ from privacy_core.secure.steps._common import (
     _max_envelope_bytes,
     _now,
     _ref,
+    local_workers,
 )
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def site_encrypt(
     now: dt.datetime | str | None = None,
     run_id: str | None = None,
     airflow: AirflowRun | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Site: quantize ``vector``, add this site's discrete Gaussian noise, encrypt, upload once.
 
@@ -84,11 +86,13 @@ def site_encrypt(
     :param key_fingerprint: the key this site was given at the key ceremony (``sha256:...``); a round under any
         other key is refused, so no one can swap in a key they hold alone.
     :param rng: the noise source (default: this process's secure ChaCha20 stream).
+    :param workers: encrypt over an embedded Dask cluster of this many processes on this machine (worth it
+        from about 10^5 values); None encrypts in this process.
     :raises SecureProtocolError: wrong key, unknown site, deadline passed, a value beyond the spec's bound (the
         message counts, never shows, them), or noisy values beyond the slot bound (refused, never clipped).
     """
     from privacy_core.dp.noise import quantize
-    from privacy_core.secure.paillier import encode_ciphertexts, encrypt
+    from privacy_core.secure.paillier import encode_ciphertexts, encrypt_distributed
 
     ex = Exchange(exchange, storage_options)
     check_token(site_id, "site_id")
@@ -137,7 +141,8 @@ def site_encrypt(
             "this site's noise left the slot bound (probability below 1e-40)",
             "nothing was uploaded and nothing clipped; report it to the coordinator",
         )
-    ciphertexts = encrypt(spec.public_key, spec.layout.pack(noisy))
+    with local_workers(workers) as client:
+        ciphertexts = encrypt_distributed(spec.public_key, spec.layout.pack(noisy), client)
     del noisy
     payload = {
         "length": spec.length,
