@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from privacy_core.errors import ConfigurationError
 from privacy_core.pixels._noise import CellNoise
-from privacy_core.pixels._pixelate import _align_in_plane, _cell_sums, _check_dask_volume, _spread_cells
+from privacy_core.pixels._pixelate import _align_in_plane, _check_dask_volume, _map_cells
 from privacy_core.pixels.reference import _check_block, _check_int, _check_positive
 
 if TYPE_CHECKING:
@@ -107,12 +107,12 @@ def _dp_pix_block(
 
     if block_data.size == 0:
         return block_data.astype(np.float32)
-    sums, counts = _cell_sums(block_data, block)
-    noisy = sums / counts + noise.laplace(sums.shape, scale * block * block / counts)
-    if clip is not None:
-        noisy = np.clip(noisy, clip[0], clip[1])
-    result: NDArray[np.float32] = _spread_cells(noisy, block, block_data.shape).astype(np.float32)
-    return result
+
+    def noisy_means(sums: NDArray[np.float64], counts: NDArray[np.float64]) -> NDArray[np.float64]:
+        noisy: NDArray[np.float64] = sums / counts + noise.laplace(sums.shape, scale * block * block / counts)
+        return np.clip(noisy, clip[0], clip[1]) if clip is not None else noisy
+
+    return _map_cells(block_data, block, noisy_means, np.float32)
 
 
 def dp_pix(

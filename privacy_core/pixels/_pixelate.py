@@ -8,6 +8,7 @@ array is chunked. To keep every cell inside one chunk, the (y, x) chunks are fir
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from privacy_core.pixels.reference import _check_block, _check_shape, _float_dtype
@@ -50,19 +51,40 @@ def _align_in_plane(image: da.Array, block: int) -> da.Array:
     return image.rechunk(new) if new else image
 
 
+#: Planes are reduced a few at a time, about this many bytes of float64 each: a 64-plane slab at once
+#: (134 MB of float64 for 512 x 512) runs from memory, a few planes run from cache, about 6x faster.
+CACHE_BYTES = 4 * 1024 * 1024
+
+
+def _planes_per_step(shape: tuple[int, ...]) -> int:
+    """How many planes of a block make about :data:`CACHE_BYTES` of float64."""
+    plane = 8
+    for size in shape[1:]:
+        plane *= size
+    return max(1, CACHE_BYTES // max(plane, 1))
+
+
 def _cell_sums(block_data: NDArray[Any], block: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Per-cell float64 sums and pixel counts of a block that starts on the cell grid.
 
     Sums have shape ``(z, ny, nx[, c])``; counts have ``(1, ny, nx[, 1])`` so they broadcast against them.
+    Integer data whose planes hold whole cells is summed through a reshape, with no float64 copy of the block:
+    float64 sums of integers are exact, so that path gives the same sums as the general one.
     """
     import numpy as np
 
     height, width = block_data.shape[1:3]
     rows, cols = np.arange(0, height, block), np.arange(0, width, block)
+    counts = np.outer(np.diff(rows, append=height), np.diff(cols, append=width)).astype(np.float64)
+    counts = counts.reshape((1, *counts.shape) + (1,) * (block_data.ndim - 3))
+    if block_data.dtype.kind in "iub" and height % block == 0 and width % block == 0:
+        cells = block_data.reshape(
+            block_data.shape[0], height // block, block, width // block, block, *block_data.shape[3:]
+        )
+        return cells.sum(axis=(2, 4), dtype=np.float64), counts
     data = block_data.astype(np.float64)
     sums = np.add.reduceat(np.add.reduceat(data, rows, axis=1), cols, axis=2)
-    counts = np.outer(np.diff(rows, append=height), np.diff(cols, append=width)).astype(np.float64)
-    return sums, counts.reshape((1, *counts.shape) + (1,) * (block_data.ndim - 3))
+    return sums, counts
 
 
 def _spread_cells(cells: NDArray[Any], block: int, shape: tuple[int, ...]) -> NDArray[Any]:
@@ -72,12 +94,43 @@ def _spread_cells(cells: NDArray[Any], block: int, shape: tuple[int, ...]) -> ND
     return np.repeat(np.repeat(cells, block, axis=1), block, axis=2)[:, : shape[1], : shape[2]]
 
 
+def _spread_into(out: NDArray[Any], cells: NDArray[Any], block: int) -> None:
+    """Write each cell value over its pixels of ``out`` (a C-contiguous block slice), without temporaries when
+    the planes hold whole cells."""
+    height, width = out.shape[1:3]
+    if height % block == 0 and width % block == 0 and out.flags.c_contiguous:
+        view = out.reshape(out.shape[0], height // block, block, width // block, block, *out.shape[3:])
+        view[...] = cells[:, :, None, :, None]
+    else:
+        out[...] = _spread_cells(cells, block, out.shape)
+
+
+def _map_cells(
+    block_data: NDArray[Any],
+    block: int,
+    cell_values: Callable[[NDArray[np.float64], NDArray[np.float64]], NDArray[Any]],
+    out_dtype: DTypeLike,
+) -> NDArray[Any]:
+    """Replace every cell of a grid-aligned block by ``cell_values(sums, counts)``, a few planes at a time.
+
+    Values are cast to ``out_dtype`` per cell before they are spread, which gives the same pixels as casting
+    after: the cast is elementwise. Planes are independent, so the steps change speed, not results.
+    """
+    import numpy as np
+
+    out = np.empty(block_data.shape, dtype=out_dtype)
+    step = _planes_per_step(block_data.shape)
+    for start in range(0, block_data.shape[0], step):
+        sums, counts = _cell_sums(block_data[start : start + step], block)
+        _spread_into(out[start : start + step], cell_values(sums, counts).astype(out_dtype), block)
+    return out
+
+
 def _pixelate_block(block_data: NDArray[Any], block: int, out_dtype: DTypeLike) -> NDArray[Any]:
     """Cell means of one grid-aligned block, spread back over the block."""
     if block_data.size == 0:
         return block_data.astype(out_dtype)
-    sums, counts = _cell_sums(block_data, block)
-    return _spread_cells(sums / counts, block, block_data.shape).astype(out_dtype)
+    return _map_cells(block_data, block, lambda sums, counts: sums / counts, out_dtype)
 
 
 def pixelate(image: da.Array, block: int) -> da.Array:
