@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.7
 # One image for every Airflow component (api-server, scheduler, dag-processor, triggerer, task pods) and
 # for the Dask scheduler and workers, so client, scheduler and workers always run the same dask,
 # distributed and privacy_core. Build: docker build -t airflow-imaging-privacy:0.1.0 .
@@ -9,6 +8,10 @@
 #   docker run IMAGE bash -c "exec airflow scheduler"   -> as the official Airflow chart starts it
 #
 # No secret is baked in: the ledger URL and the pseudonym key come from Kubernetes Secrets at run time.
+#
+# Needs Docker 23 or newer (BuildKit's built-in Dockerfile frontend, for the heredoc below). There is no
+# "# syntax=" line on purpose: it would make every build fetch a frontend image from Docker Hub.
+# tools/build_image_offline.sh builds and smoke-tests the image on a machine without Docker Hub.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -28,9 +31,10 @@ RUN python -m pip install "uv==${UV_VERSION}" \
     && uv venv --python /usr/local/bin/python3.11 /opt/venv
 
 WORKDIR /src
-# Dependencies first: this layer is rebuilt only when requirements.txt changes.
-COPY requirements.txt ./
-RUN uv pip install --python /opt/venv/bin/python -r requirements.txt
+# Dependencies first: this layer is rebuilt only when they change. requirements-image.txt is the run-time
+# subset of requirements.txt (same pins, no test, lint, benchmark or chart tooling).
+COPY requirements-image.txt ./
+RUN uv pip install --python /opt/venv/bin/python -r requirements-image.txt
 
 COPY pyproject.toml README.md ./
 COPY schemas/ schemas/
@@ -54,6 +58,7 @@ LABEL org.opencontainers.image.title="airflow-imaging-privacy" \
 # tini reaps the task processes Airflow's LocalExecutor and Dask's nanny start, and forwards signals.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tini \
+    && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
 
 # UID and GID 50000, as in the official Airflow image; the chart's securityContext uses the same numbers.

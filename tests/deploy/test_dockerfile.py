@@ -142,7 +142,7 @@ def test_dependencies_come_from_the_pinned_requirements_without_any_index() -> N
     installs = [i.arguments for i in INSTRUCTIONS if i.keyword == "RUN" and re.search(r"pip install", i.arguments)]
 
     assert any(
-        re.search(r"uv pip install --python /opt/venv/bin/python -r requirements\.txt$", run) for run in installs
+        re.search(r"uv pip install --python /opt/venv/bin/python -r requirements-image\.txt$", run) for run in installs
     )
     for run in installs:
         assert not INDEX_OPTIONS.search(run), run
@@ -151,11 +151,41 @@ def test_dependencies_come_from_the_pinned_requirements_without_any_index() -> N
                 continue
             words = shlex.split(command)
             targets = [w for w in words[words.index("install") + 1 :] if not w.startswith("-")]
-            targets = [t for t in targets if t not in ("/opt/venv/bin/python", "requirements.txt")]
+            targets = [t for t in targets if t not in ("/opt/venv/bin/python", "requirements-image.txt")]
             # Every other install is either pinned or the project itself without its dependencies.
             for target in targets:
                 assert "==" in target or (target == "." and "--no-deps" in words), command
     assert all(i.keyword != "ADD" for i in builder)
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """``name -> version`` of a pinned requirements file; every non-comment line must be ``name==version``."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]+\])?==(\S+)", line.strip())
+        assert match, f"{path.name}: {line!r} is not name==version"
+        pins[match.group(1).lower().replace("_", "-")] = match.group(3)
+    return pins
+
+
+def test_image_requirements_are_the_tested_pins_without_test_tooling() -> None:
+    image, tested = _pins(ROOT / "requirements-image.txt"), _pins(ROOT / "requirements.txt")
+
+    # Every package in the image runs at exactly the version the test suite ran against.
+    assert {name: version for name, version in image.items() if tested.get(name) != version} == {}
+    assert image["apache-airflow"] == tested["apache-airflow"] == "3.3.2"
+    # The product's own run-time dependencies are all there ...
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in project:
+        name = re.split(r"[\[<>=!~ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in image, requirement
+    for runtime in ("psycopg", "s3fs", "apache-airflow-providers-openlineage", "pylibjpeg-libjpeg"):
+        assert runtime in image, runtime
+    # ... and what only tests, linters, benchmarks and chart tests need is not.
+    for tooling in ("pytest", "ruff", "mypy", "moto", "opendp", "helm-python-sdk", "kubernetes-validate", "deid"):
+        assert tooling not in image, tooling
 
 
 def test_uv_is_the_version_the_makefile_pins() -> None:
@@ -169,8 +199,8 @@ def test_uv_is_the_version_the_makefile_pins() -> None:
 
 def test_requirements_are_copied_and_installed_before_the_source() -> None:
     builder = stages()[0]
-    copy_requirements = first(builder, "COPY", "requirements.txt")
-    install_requirements = first(builder, "RUN", "-r requirements.txt")
+    copy_requirements = first(builder, "COPY", "requirements-image.txt")
+    install_requirements = first(builder, "RUN", "-r requirements-image.txt")
 
     assert copy_requirements < install_requirements
     for source in ("pyproject.toml", "privacy_core/", "operators/", "schemas/"):
