@@ -73,14 +73,6 @@ for q in b["queries"]:
 PY
 "$BIN/imaging-privacy" budget show demo-cohort --ledger "sqlite:///$ROOT/data/ledger.db"
 "$BIN/imaging-privacy" budget verify demo-cohort --ledger "sqlite:///$ROOT/data/ledger.db"
-echo "== end-to-end audit (imaging-privacy audit)"
-"$BIN/imaging-privacy" audit "$ROOT/data/releases" --ledger "sqlite:///$ROOT/data/ledger.db" --secret-file "$ROOT/secret.key"
-echo "== release report (one self-contained HTML page: lineage, budget, DP statistics, before/after, de-id)"
-"$BIN/imaging-privacy" report "$ROOT/data/releases" --html "$ROOT/report.html" --ledger "sqlite:///$ROOT/data/ledger.db"
-echo "== independent leak check (imaging-privacy verify)"
-"$BIN/imaging-privacy" verify "$ROOT/data/input" "$release" \
-  --option retain-long-modified-dates --option retain-patient-characteristics --option clean-descriptors
-
 echo "== airflow dags test cross_site_statistics (4 hospitals allowed, 3 upload; 2-of-3 threshold key)"
 "$BIN/airflow" dags test cross_site_statistics -c '{"key_bits": 2048}' > "$ROOT/airflow/cross-site.log" 2>&1 || {
   tail -80 "$ROOT/airflow/cross-site.log"; exit 1; }
@@ -99,3 +91,13 @@ print(f"   {noise['mechanism']}: sigma^2 {noise['sigma_sq']:g} from >= {noise['h
 print(f"   noisy totals: {result['totals']}")
 PY
 "$BIN/imaging-privacy" budget show multi-site-cohort --ledger "sqlite:///$ROOT/data/ledger.db"
+
+echo "== independent leak check (imaging-privacy verify)"
+"$BIN/imaging-privacy" verify "$ROOT/data/input" "$release" \
+  --option retain-long-modified-dates --option retain-patient-characteristics --option clean-descriptors
+echo "== end-to-end audit of the cross-site exchange (imaging-privacy audit)"
+"$BIN/imaging-privacy" audit "$ROOT/data/cross-site/exchange" --ledger "sqlite:///$ROOT/data/ledger.db" --secret-file "$ROOT/secret.key"
+echo "== end-to-end audit (imaging-privacy audit)"
+"$BIN/imaging-privacy" audit "$ROOT/data/releases" --ledger "sqlite:///$ROOT/data/ledger.db" --secret-file "$ROOT/secret.key"
+echo "== release report (one self-contained HTML page: lineage, budget, DP statistics, before/after, de-id)"
+"$BIN/imaging-privacy" report "$ROOT/data/releases" --html "$ROOT/report.html" --ledger "sqlite:///$ROOT/data/ledger.db"
