@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     import dask.array as da
     import zarr
 
+    from privacy_core.imaging.stored_chunks import ChunkApply
+
 __all__ = [
     "MARKER",
     "SeriesArrayInfo",
@@ -47,6 +49,8 @@ __all__ = [
     "open_series",
     "plan_chunks",
     "read_geometry",
+    "write_array",
+    "write_pointwise",
     "write_series",
 ]
 
@@ -413,15 +417,105 @@ def _write_dask(
     grid = shards or chunks
     aligned = stored.rechunk(tuple(grid))  # one task per shard: never two writers in one shard
     da.store(aligned, array, lock=False, compute=True)  # type: ignore[arg-type]
+    return _finish_derived(group, array, final_url, source, derived, axes)
+
+
+def write_pointwise(
+    source_url: str,
+    store_url: str,
+    source: dict[str, Any],
+    apply: ChunkApply,
+    *,
+    derived: dict[str, Any],
+    storage_options: dict[str, Any] | None = None,
+) -> SeriesArrayInfo:
+    """Write ``apply`` of every stored chunk of the series array at ``source_url`` as a new series array with
+    the same layout (chunks, shards, codecs), one task per stored file on the current Dask scheduler
+    (:func:`~privacy_core.imaging.stored_chunks.map_stored`). Atomic like :func:`write_series`.
+
+    For pointwise transforms (masking): it skips the slab assembly and copies of :func:`write_array`,
+    which cost as much CPU as the codec itself.
+
+    :param apply: changes one decoded chunk in place, given its origin in the stored (``[c,] z, y, x``) axes.
+    :raises UnsupportedLayout: the source's codecs are not ones the stored-chunk path reproduces (use
+        :func:`write_array`); raised before anything is written.
+    """
+    import zarr
+
+    from privacy_core.imaging.stored_chunks import StoredLayout
+
+    series_uid = str(source["series_uid"])
+    if not is_uid(series_uid):
+        raise ConfigurationError("source.series_uid", "is not a DICOM UID", "derive arrays from converted series")
+    _check_options(store_url, storage_options)
+    group, _ = _open_complete(source_url, storage_options)
+    original = group.get("0")
+    if not isinstance(original, zarr.Array):
+        raise ConfigurationError("url", f"{source_url} has no array '0'", "open a group written by write_series")
+    StoredLayout.of(original)  # refuse an unsupported layout before touching the output store
+    return _atomically(
+        store_url,
+        series_uid,
+        storage_options,
+        lambda target, final_url, options: _write_pointwise(
+            original, apply, target, final_url, source, derived, options
+        ),
+    )
+
+
+def _write_pointwise(
+    original: zarr.Array[Any],
+    apply: ChunkApply,
+    target: str,
+    final_url: str,
+    source: dict[str, Any],
+    derived: dict[str, Any],
+    storage_options: dict[str, Any] | None,
+) -> SeriesArrayInfo:
+    import zarr
+
+    from privacy_core.imaging.stored_chunks import map_stored
+
+    group = zarr.open_group(target, mode="w", zarr_format=3, storage_options=storage_options)
+    array = group.create_array(
+        "0",
+        shape=original.shape,
+        dtype=original.dtype,
+        chunks=original.chunks,
+        shards=original.shards,
+        filters=original.filters,
+        serializer=original.serializer or "auto",
+        compressors=original.compressors,
+        fill_value=original.fill_value,
+        dimension_names=original.metadata.dimension_names,  # type: ignore[union-attr]
+    )
+    written = map_stored(original, array, apply)
+    written.sum().compute()
+    axes = str(source.get("axes") or ("czyx" if original.ndim == 4 else "zyx"))
+    return _finish_derived(group, array, final_url, source, derived, axes)
+
+
+def _finish_derived(
+    group: zarr.Group,
+    array: zarr.Array[Any],
+    final_url: str,
+    source: dict[str, Any],
+    derived: dict[str, Any],
+    axes: str,
+) -> SeriesArrayInfo:
+    """Write the OME metadata, then the record that marks a derived array complete (last)."""
+    import numpy as np
+
+    dtype = str(np.dtype(array.dtype))
     geometry = SeriesGeometry.from_dict(source["geometry"])
     _write_ome_metadata(group, geometry, axes, str(source["series_uid"]))
     info = SeriesArrayInfo(
         url=final_url,
         series_uid=str(source["series_uid"]),
-        shape=tuple(int(n) for n in stored.shape),
+        shape=tuple(int(n) for n in array.shape),
         dtype=dtype,
-        chunks=tuple(chunks),
-        shards=tuple(shards) if shards else None,
+        chunks=tuple(int(n) for n in array.chunks),
+        shards=tuple(int(n) for n in array.shards) if array.shards else None,
         geometry=geometry,
         bytes_written=int(array.nbytes_stored()),
         axes=axes,

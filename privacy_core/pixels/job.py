@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 from privacy_core.errors import ConfigurationError
 from privacy_core.imaging.compute import DaskConfig, dask_client
 from privacy_core.imaging.job import LINEAGE_DIR, STORE_FORMAT, store_digest
-from privacy_core.imaging.zarr_store import SeriesArrayInfo, list_series, open_series, read_record, write_array
+from privacy_core.imaging.zarr_store import (
+    SeriesArrayInfo,
+    list_series,
+    open_series,
+    read_record,
+    write_array,
+    write_pointwise,
+)
 from privacy_core.lineage.record import AirflowRun, Artifact, build_record, write_record
 
 if TYPE_CHECKING:
@@ -161,10 +168,9 @@ def run_pixels(
                             f"b={facts['block']} range={facts['value_range']:g}: "
                             f"Laplace noise scale {facts['noise_scale']:.4g} per cell"
                         )
-                graph = transform(image, method, chosen)
                 derived = {"method": method, "parameters": _recordable(chosen)}
-                jobs.append((graph, source, derived))
-            written = _write_all(jobs, output_url, storage_options, _series_in_flight(client, len(jobs)))
+                jobs.append(_series_job(url, image, source, method, chosen, derived, output_url, storage_options))
+            written = _write_all(jobs, _series_in_flight(client, len(jobs)))
             output_digest = store_digest([a.url for a in written], storage_options)
             input_digest = store_digest(sources, storage_options)
     record = build_record(
@@ -196,27 +202,52 @@ def _series_in_flight(client: Any, series: int) -> int:
     return max(1, min(series, 2 * workers))
 
 
-def _write_all(
-    jobs: list[tuple[da.Array, dict[str, Any], dict[str, Any]]],
+def _series_job(
+    url: str,
+    image: da.Array,
+    source: dict[str, Any],
+    method: str,
+    parameters: dict[str, Any],
+    derived: dict[str, Any],
     output_url: str,
     storage_options: dict[str, Any] | None,
-    in_flight: int,
-) -> list[SeriesArrayInfo]:
-    """Write every series' graph, ``in_flight`` at a time (each atomically, in input order in the result).
+) -> Callable[[], SeriesArrayInfo]:
+    """What writes one series: masking goes chunk by chunk on the stored files when their codecs allow
+    (:func:`write_pointwise`, about twice the throughput of an array graph for this I/O-bound work); every
+    other method, and masks of layouts the stored-chunk path does not reproduce, go as a Dask array graph."""
+    from privacy_core.imaging.stored_chunks import StoredLayout, UnsupportedLayout
+
+    if method == "mask":
+        import zarr
+
+        from privacy_core.pixels import stored_mask
+
+        apply = stored_mask(parameters["regions"], tuple(image.shape), image.dtype, value=parameters.get("value"))
+        stored = zarr.open_array(url, path="0", mode="r", zarr_format=3, storage_options=storage_options)
+        try:
+            StoredLayout.of(stored)
+        except UnsupportedLayout:
+            pass
+        else:
+            return lambda: write_pointwise(
+                url, output_url, source, apply, derived=derived, storage_options=storage_options
+            )
+    graph = transform(image, method, parameters)
+    return lambda: write_array(graph, output_url, source, derived=derived, storage_options=storage_options)
+
+
+def _write_all(jobs: list[Callable[[], SeriesArrayInfo]], in_flight: int) -> list[SeriesArrayInfo]:
+    """Write every series, ``in_flight`` at a time (each atomically, in input order in the result).
 
     One ``compute`` per series, one after another, kept a large cluster at the width of one series: a
     300-slice series has two shard-sized tasks. Threads only submit and wait; the work runs on the cluster.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    def write(job: tuple[da.Array, dict[str, Any], dict[str, Any]]) -> SeriesArrayInfo:
-        graph, source, derived = job
-        return write_array(graph, output_url, source, derived=derived, storage_options=storage_options)
-
     if in_flight <= 1:
-        return [write(job) for job in jobs]
+        return [job() for job in jobs]
     with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="imaging-privacy-series") as pool:
-        return list(pool.map(write, jobs))
+        return list(pool.map(lambda job: job(), jobs))
 
 
 def _recordable(parameters: dict[str, Any]) -> dict[str, Any]:

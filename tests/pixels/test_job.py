@@ -154,3 +154,90 @@ def test_mask_with_the_burned_in_library_regions(tmp_path: Path, cluster: DaskCo
     out = open_series(list_series(str(tmp_path / "out"))[0]).compute()
     assert not out[0, :47].any()
     assert (out[0, 47:] == 200).all()
+
+
+def _converted(tmp_path: Path, **options: Any) -> str:
+    """A store of one sharded 40-slice CT series and one colour two-frame series."""
+    import shutil
+
+    from privacy_core.imaging.zarr_store import convert_tree
+    from tests.conftest import PYDICOM_FILES
+    from tests.imaging.test_series import write_ct_series
+
+    write_ct_series(tmp_path / "in" / "ct", slices=40, rows=32, columns=48)
+    shutil.copy(PYDICOM_FILES / "SC_rgb_rle_2frame.dcm", tmp_path / "in")
+    infos, problems = convert_tree(tmp_path / "in", str(tmp_path / "store"), chunk_mb=0.01, **options)
+    assert problems == [] and any(i.shards for i in infos) and any(i.axes == "czyx" for i in infos)
+    return str(tmp_path / "store")
+
+
+REGIONS = [[0, 0, 20, 5], [30, 10, 100, 3]]
+RECTANGLES: list[Any] = [tuple(r) for r in REGIONS]
+
+
+def _assert_masked(store: str, out: str) -> None:
+    for source, masked in zip(list_series(store), list_series(out), strict=True):
+        expected = reference.mask_regions(open_series(source).compute(), RECTANGLES)
+        np.testing.assert_array_equal(open_series(masked).compute(), expected)
+
+
+def test_mask_rewrites_stored_chunks_and_keeps_the_source_layout(tmp_path: Path, cluster: DaskConfig) -> None:
+    import zarr
+
+    store = _converted(tmp_path)
+    job = run_pixels(store, str(tmp_path / "out"), "mask", {"regions": REGIONS}, dask=cluster)
+
+    _assert_masked(store, str(tmp_path / "out"))
+    for source, masked in zip(list_series(store), list_series(str(tmp_path / "out")), strict=True):
+        before, after = zarr.open_array(source, path="0"), zarr.open_array(masked, path="0")
+        assert after.metadata.to_dict()["codecs"] == before.metadata.to_dict()["codecs"]
+        assert (after.chunks, after.shards) == (before.chunks, before.shards)
+    assert job.summary["arrays"] == 2
+
+
+def test_mask_of_a_layout_the_stored_path_cannot_copy_goes_through_the_array_graph(
+    tmp_path: Path, cluster: DaskConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import privacy_core.imaging.stored_chunks as stored_chunks
+    import privacy_core.pixels.job as job_module
+
+    def unsupported(array: Any) -> Any:
+        raise stored_chunks.UnsupportedLayout("as if the codecs were foreign")
+
+    from privacy_core.imaging.zarr_store import write_array as real
+
+    used: list[str] = []
+
+    def through_the_graph(*args: Any, **kwargs: Any) -> Any:
+        used.append("array")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stored_chunks.StoredLayout, "of", staticmethod(unsupported))
+    monkeypatch.setattr(job_module, "write_array", through_the_graph)
+    store = _converted(tmp_path)
+
+    run_pixels(store, str(tmp_path / "out"), "mask", {"regions": REGIONS}, dask=cluster)
+
+    assert used == ["array", "array"]
+    _assert_masked(store, str(tmp_path / "out"))
+
+
+def test_mask_on_s3(tmp_path: Path, cluster: DaskConfig, s3_endpoint: str) -> None:
+    import s3fs
+
+    from privacy_core.imaging.zarr_store import convert_tree
+    from tests.imaging.test_series import write_ct_series
+
+    options: dict[str, Any] = {"endpoint_url": s3_endpoint, "key": "x", "secret": "x"}
+    s3fs.S3FileSystem(**options).mkdir("masks")
+    write_ct_series(tmp_path / "in", slices=40, rows=32, columns=48)
+    (info,), _ = convert_tree(tmp_path / "in", "s3://masks/store", chunk_mb=0.01, storage_options=options)
+    assert info.shards is not None
+
+    run_pixels(
+        "s3://masks/store", "s3://masks/out", "mask", {"regions": REGIONS}, dask=cluster, storage_options=options
+    )
+
+    (masked,) = list_series("s3://masks/out", storage_options=options)
+    expected = reference.mask_regions(open_series(info.url, storage_options=options).compute(), RECTANGLES)
+    np.testing.assert_array_equal(open_series(masked, storage_options=options).compute(), expected)
