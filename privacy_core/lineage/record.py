@@ -21,7 +21,7 @@ from privacy_core import __version__
 from privacy_core.schemas import validate
 from privacy_core.storage import atomic_write_bytes
 
-SCHEMA = "TaskLineageRecord/1.4"
+SCHEMA = "TaskLineageRecord/1.5"
 #: Distributions whose versions an auditor needs to reproduce a run.
 TRACKED_DISTRIBUTIONS = (
     "pydicom",

@@ -5,7 +5,7 @@ matches on every chunk layout. Dask, NumPy and SciPy are imported only when a tr
 """
 
 from privacy_core.pixels._blur import gaussian_blur
-from privacy_core.pixels._dp_pix import default_value_range, dp_pix, dp_pix_scale
+from privacy_core.pixels._dp_pix import default_value_range, dp_pix, dp_pix_scale, dp_pix_sum_scale
 from privacy_core.pixels._mask import mask_regions, stored_mask
 from privacy_core.pixels._noise import CellNoise
 from privacy_core.pixels._pixelate import pixelate
@@ -18,6 +18,7 @@ __all__ = [
     "default_value_range",
     "dp_pix",
     "dp_pix_scale",
+    "dp_pix_sum_scale",
     "gaussian_blur",
     "mask_regions",
     "pixelate",

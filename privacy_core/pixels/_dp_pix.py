@@ -1,34 +1,37 @@
 """DP-Pix (Fan 2018, "Image pixelization with differential privacy") as a Dask array operation.
 
-Pixelate in b x b cells, then add Laplace noise to each cell mean. A neighbouring image differs in at most ``m``
-pixels, each by at most the data's dynamic range R, so one pixel moves its cell mean by at most R / b**2 and the
-vector of all cell means moves by at most ``m * R / b**2`` in L1: Laplace noise of scale ``m * R / (b**2 * eps)``
-per cell gives epsilon-DP for the whole array (all planes together). Two refinements keep that true beyond
-Fan's setting: an edge cell of k < b**2 pixels gets ``b**2 / k`` times the scale, since one pixel moves its mean
-by R / k; and a ``(z, y, x, c)`` image with c channels gets c times the scale, since a pixel is c values.
+Pixelate in b x b cells with noise. A neighbouring image differs in at most ``m`` pixels, each by at most the
+data's dynamic range R, so the vector of all cell *sums* moves by at most ``m * R * c`` in L1 (c channels: a
+pixel is c values). The noise goes on the sums, which are integers for integer data: exact discrete Laplace of
+scale ``t = m * R * c / eps`` per cell sum gives exactly epsilon-DP for the whole array (all planes together),
+and the released mean, ``(sum + noise) / k`` for a cell of k pixels, is post-processing. A full cell's mean thus
+gets Fan's noise scale ``m * R * c / (b**2 * eps)``, and an edge cell of k < b**2 pixels ``b**2 / k`` times it.
+Float data is first rounded to the grid ``R / 2**16``; rounding can move a pixel by one more step, so its
+sensitivity is ``(2**16 + 1) * m * c`` steps and its noise 0.0015% above Fan's.
 
 R must be the real dynamic range of the data: 4095 for 12-bit CT stored in uint16, not 255 (noise 16x too
-small) and not 65535 (16x too large). Noise is drawn on the worker, per block, from :class:`CellNoise`
-(``os.urandom``), so nothing in the task graph holds it. Each compute draws fresh noise: releasing two computes
-of the same result spends 2 epsilon, so compute once and store.
+small) and not 65535 (16x too large). Noise is drawn on the worker, per block, by :class:`CellNoise` from
+that process's ChaCha20 source, so nothing in the task graph holds it. Each compute draws fresh noise:
+releasing two computes of the same result spends 2 epsilon, so compute once and store.
 """
 
 from __future__ import annotations
 
 import secrets
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from privacy_core.errors import ConfigurationError
 from privacy_core.pixels._noise import CellNoise
 from privacy_core.pixels._pixelate import _align_in_plane, _check_dask_volume, _map_cells
-from privacy_core.pixels.reference import _check_block, _check_int, _check_positive
+from privacy_core.pixels.reference import FLOAT_STEPS, _check_block, _check_int, _check_positive, dp_pix_unit
 
 if TYPE_CHECKING:
     import dask.array as da
     import numpy as np
     from numpy.typing import DTypeLike, NDArray
 
-__all__ = ["default_value_range", "dp_pix", "dp_pix_scale"]
+__all__ = ["default_value_range", "dp_pix", "dp_pix_scale", "dp_pix_sum_scale"]
 
 
 def default_value_range(dtype: DTypeLike, *, bits_stored: int | None = None) -> float:
@@ -70,11 +73,14 @@ def default_value_range(dtype: DTypeLike, *, bits_stored: int | None = None) -> 
     return float(int(info.max) - int(info.min))
 
 
-def dp_pix_scale(block: int, epsilon: float, m: int, value_range: float, *, channels: int = 1) -> float:
-    """The Laplace scale DP-Pix adds to a full cell's mean: ``value_range * m * channels / (block**2 * epsilon)``.
+def dp_pix_scale(
+    block: int, epsilon: float, m: int, value_range: float, *, channels: int = 1, dtype: DTypeLike | None = None
+) -> float:
+    """The Laplace scale DP-Pix adds to a full cell's mean: ``value_range * m * channels / (block**2 * epsilon)``
+    (for float ``dtype``, ``1 + 2**-16`` times that, see the module docstring).
 
     Report it before running. ``value_range`` has no default on purpose: 255 would be 16x too little noise for
-    12-bit data. The noise standard deviation is ``sqrt(2)`` times this; edge cells smaller
+    12-bit data. The noise standard deviation is about ``sqrt(2)`` times this; edge cells smaller
     than ``block**2`` pixels get proportionally more.
 
     :param block: cell side b in pixels.
@@ -82,34 +88,62 @@ def dp_pix_scale(block: int, epsilon: float, m: int, value_range: float, *, chan
     :param m: number of pixels protected (neighbouring images differ in at most m pixels), >= 1.
     :param value_range: the data's real dynamic range R, e.g. :func:`default_value_range`.
     :param channels: values per pixel (3 for RGB).
+    :param dtype: the image dtype; None means integer data.
     :raises ConfigurationError: an argument is out of range; the message names it and the fix.
 
     >>> dp_pix_scale(4, 1.0, m=1, value_range=4095.0)
     255.9375
     """
     block = _check_block(block)
+    sum_scale = dp_pix_sum_scale(epsilon, m, value_range, channels=channels, dtype=dtype)
+    unit = 1.0 if dtype is None else dp_pix_unit(dtype, value_range)
+    return float(sum_scale) * unit / (block * block)
+
+
+def dp_pix_sum_scale(
+    epsilon: float, m: int, value_range: float, *, channels: int = 1, dtype: DTypeLike | None = None
+) -> Fraction:
+    """The exact discrete Laplace scale of each cell sum's noise, in units of :func:`dp_pix_unit`:
+    ``m * value_range * channels / epsilon`` for integer data (None), ``m * (2**16 + 1) * channels / epsilon``
+    for float data. Floats are taken at their exact binary value.
+
+    :raises ConfigurationError: an argument is out of range; the message names it and the fix.
+
+    >>> dp_pix_sum_scale(0.5, 2, 4095.0)
+    Fraction(16380, 1)
+    """
+    import numpy as np
+
     epsilon = _check_positive("epsilon", epsilon, "pass a privacy loss greater than 0, e.g. epsilon=1.0")
     m = _check_int("m", m, 1, "pass how many pixels to protect, at least 1, e.g. m=1")
     value_range = _check_positive("value_range", value_range, "pass the data's max - min, e.g. 4095.0 for 12-bit")
     channels = _check_int("channels", channels, 1, "pass the number of values per pixel, e.g. 3 for RGB")
-    return value_range * m * channels / (block * block * epsilon)
+    integer = dtype is None or np.dtype(dtype).kind in "iub"
+    steps = Fraction(value_range) if integer else Fraction(FLOAT_STEPS + 1)
+    return steps * m * channels / Fraction(epsilon)
 
 
 def _dp_pix_block(
     block_data: NDArray[Any],
     block: int,
-    scale: float,
+    sum_scale: Fraction,
+    unit: float,
     noise: CellNoise,
     clip: tuple[float, float] | None,
 ) -> NDArray[np.float32]:
-    """Noisy cell means of one grid-aligned block; the noise is drawn here, on the worker, fresh per call."""
+    """Noisy cell means of one grid-aligned block; the noise is drawn here, on the worker, fresh per call.
+
+    Sums of integers are exact in float64 (below 2**53), so ``sums + noise`` is the exact noisy integer sum.
+    """
     import numpy as np
 
     if block_data.size == 0:
         return block_data.astype(np.float32)
+    if block_data.dtype.kind not in "iub":
+        block_data = np.rint(block_data.astype(np.float64) / unit)  # onto the integer grid
 
     def noisy_means(sums: NDArray[np.float64], counts: NDArray[np.float64]) -> NDArray[np.float64]:
-        noisy: NDArray[np.float64] = sums / counts + noise.laplace(sums.shape, scale * block * block / counts)
+        noisy: NDArray[np.float64] = (sums + noise.draw(sums.shape, sum_scale)) * unit / counts
         return np.clip(noisy, clip[0], clip[1]) if clip is not None else noisy
 
     return _map_cells(block_data, block, noisy_means, np.float32)
@@ -126,10 +160,11 @@ def dp_pix(
     rng: CellNoise | None = None,
     clip: tuple[float, float] | None = None,
 ) -> da.Array:
-    """Epsilon-DP pixelation: b x b cell means plus one Laplace draw per cell (and channel), cells at the origin.
+    """Epsilon-DP pixelation: b x b cell means from cell sums plus one exact discrete Laplace draw per cell (and
+    channel), cells at the origin.
 
     Every pixel of a cell gets the same value. The full-cell noise scale is :func:`dp_pix_scale`; with the
-    same unit draws the result equals :func:`privacy_core.pixels.reference.dp_pix`.
+    same integer draws the result equals :func:`privacy_core.pixels.reference.dp_pix`.
 
     :param image: a Dask ``(z, y, x)`` or ``(z, y, x, c)`` array; the privacy unit is m pixels of the whole array.
     :param block: cell side b in pixels, >= 1.
@@ -138,7 +173,7 @@ def dp_pix(
     :param value_range: the data's real dynamic range R; None uses :func:`default_value_range` (255 for uint8,
         ``2**bits_stored - 1`` if given, else the dtype's range). Never assume 255 for 12- or 16-bit data.
     :param bits_stored: DICOM BitsStored, used only when ``value_range`` is None.
-    :param rng: the noise source; None means a fresh :class:`CellNoise` on ``os.urandom``.
+    :param rng: the noise source; None means :class:`CellNoise` (exact, ChaCha20 on each worker).
     :param clip: optional ``(low, high)`` applied after the noise (post-processing, costs no privacy).
     :return: float32, whatever the input dtype: the noisy means are not integers, and float32 keeps fewer
         low-order bits for an attacker than float64.
@@ -158,7 +193,8 @@ def dp_pix(
     if value_range is None:
         value_range = default_value_range(image.dtype, bits_stored=bits_stored)
     channels = image.shape[3] if image.ndim == 4 else 1
-    scale = dp_pix_scale(block, epsilon, m, value_range, channels=channels)
+    sum_scale = dp_pix_sum_scale(epsilon, m, value_range, channels=channels, dtype=image.dtype)
+    unit = dp_pix_unit(image.dtype, value_range)
     if clip is not None:
         if len(clip) != 2 or not clip[0] < clip[1]:
             raise ConfigurationError("clip", f"clip={clip!r} is not (low, high) with low < high", "e.g. clip=(0, 4095)")
@@ -173,7 +209,8 @@ def dp_pix(
         _dp_pix_block,
         aligned,
         block=block,
-        scale=scale,
+        sum_scale=sum_scale,
+        unit=unit,
         noise=rng,
         clip=clip,
         dtype="float32",

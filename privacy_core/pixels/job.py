@@ -104,21 +104,28 @@ def effective_parameters(
 
 
 def dp_facts(image: da.Array, parameters: dict[str, Any]) -> dict[str, Any]:
-    """DP-Pix's spend for the record: epsilon, m, b, the dynamic range used and the resulting noise scale."""
-    from privacy_core.pixels import default_value_range, dp_pix_scale
+    """DP-Pix's spend for the record: epsilon, m, b, the dynamic range used, the exact discrete Laplace scale of
+    each cell sum (with the value of one unit) and the resulting noise scale of a full cell's mean."""
+    from privacy_core.pixels import default_value_range, dp_pix_scale, dp_pix_sum_scale
+    from privacy_core.pixels._noise import CellNoise
+    from privacy_core.pixels.reference import dp_pix_unit
 
     value_range = parameters.get("value_range") or default_value_range(
         image.dtype, bits_stored=parameters.get("bits_stored")
     )
     block, epsilon, m = int(parameters["block"]), float(parameters["epsilon"]), int(parameters.get("m", 1))
+    channels = int(image.shape[3]) if image.ndim == 4 else 1
+    sum_scale = dp_pix_sum_scale(epsilon, m, float(value_range), channels=channels, dtype=image.dtype)
     return {
-        "mechanism": "laplace",
+        "mechanism": "discrete-laplace",
         "epsilon": epsilon,
         "m": m,
         "block": block,
         "value_range": float(value_range),
-        "noise_scale": dp_pix_scale(block, epsilon, m, float(value_range)),
-        "noise_source": "os.urandom",
+        "sum_scale": f"{sum_scale.numerator}/{sum_scale.denominator}",
+        "sum_unit": dp_pix_unit(image.dtype, float(value_range)),
+        "noise_scale": dp_pix_scale(block, epsilon, m, float(value_range), channels=channels, dtype=image.dtype),
+        "noise_source": CellNoise().description,
         "unit": f"{m} pixels of one series array",
     }
 
@@ -166,7 +173,7 @@ def run_pixels(
                         announce(
                             f"dp-pix {source['series_uid']}: epsilon={facts['epsilon']} m={facts['m']} "
                             f"b={facts['block']} range={facts['value_range']:g}: "
-                            f"Laplace noise scale {facts['noise_scale']:.4g} per cell"
+                            f"discrete Laplace noise scale {facts['noise_scale']:.4g} per full cell mean"
                         )
                 derived = {"method": method, "parameters": _recordable(chosen)}
                 jobs.append(_series_job(url, image, source, method, chosen, derived, output_url, storage_options))

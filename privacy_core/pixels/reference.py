@@ -249,8 +249,8 @@ def gaussian_blur(
     return result
 
 
-def _cells(image: NDArray[Any], block: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Per-cell means and pixel counts, shape ``(z, ny, nx[, c])``; cells start at the image origin."""
+def _cell_sums(image: NDArray[Any], block: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-cell sums and pixel counts, shape ``(z, ny, nx[, c])``; cells start at the image origin."""
     import numpy as np
 
     z, height, width = image.shape[:3]
@@ -260,9 +260,27 @@ def _cells(image: NDArray[Any], block: int) -> tuple[NDArray[np.float64], NDArra
     padded[:, :height, :width] = image
     cells = padded.reshape(z, ny, block, nx, block, *rest)
     counts = np.sum(~np.isnan(cells), axis=(2, 4)).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        means = np.nansum(cells, axis=(2, 4)) / counts
+    return np.nansum(cells, axis=(2, 4)), counts
+
+
+def _cells(image: NDArray[Any], block: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-cell means and pixel counts, shape ``(z, ny, nx[, c])``; cells start at the image origin."""
+    sums, counts = _cell_sums(image, block)
+    means: NDArray[np.float64] = sums / counts
     return means, counts
+
+
+#: DP-Pix puts float data on a grid of ``value_range / FLOAT_STEPS`` before summing cells, so that its noise
+#: can be exact integer noise (integer data is summed as it is).
+FLOAT_STEPS = 2**16
+
+
+def dp_pix_unit(dtype: DTypeLike, value_range: float) -> float:
+    """The value of one integer unit of DP-Pix's cell sums: 1 for integer data, ``value_range / 2**16`` for
+    float data (a power-of-two division, so exact)."""
+    import numpy as np
+
+    return 1.0 if np.dtype(dtype).kind in "iub" else float(value_range) / FLOAT_STEPS
 
 
 def _spread(cells: NDArray[Any], block: int, shape: tuple[int, ...]) -> NDArray[Any]:
@@ -301,32 +319,39 @@ def dp_pix(
     cell_noise: NDArray[Any],
     clip: tuple[float, float] | None = None,
 ) -> NDArray[np.float32]:
-    """DP-Pix (Fan 2018) given the noise: cell means plus ``cell_noise`` times each cell's Laplace scale.
+    """DP-Pix (Fan 2018) given the noise: each cell's sum plus its integer draw, over the cell's pixel count.
 
-    A full cell's scale is ``value_range * m * c / (block**2 * epsilon)`` (``c`` channels, 1 for grey); a
-    smaller edge cell of ``k`` pixels gets ``block**2 / k`` times that, since one pixel moves its mean more.
+    Integer data is summed as it is; float data is first rounded to the grid ``value_range / 2**16``
+    (:func:`dp_pix_unit`) and the noisy sum is scaled back. The noise is exact discrete Laplace of the scale
+    :func:`privacy_core.pixels.dp_pix_sum_scale` gives, so a full cell's mean gets noise of scale
+    ``value_range * m * c / (block**2 * epsilon)`` and an edge cell of ``k`` pixels ``block**2 / k`` times that.
+    ``epsilon`` and ``m`` fix that scale; here they are only checked, the scale is in ``cell_noise``.
 
-    :param cell_noise: unit Laplace draws, one per cell, shape ``(z, ny, nx[, c])`` with ``ny = ceil(y / block)``.
+    :param cell_noise: integer draws, one per cell, shape ``(z, ny, nx[, c])`` with ``ny = ceil(y / block)``.
     :param clip: optional ``(low, high)`` bounds applied after the noise.
     :return: float32, every pixel of a cell equal.
 
     >>> import numpy as np
-    >>> dp_pix(np.zeros((1, 2, 3), np.uint8), 2, 1.0, value_range=4.0, cell_noise=np.ones((1, 1, 2)))[0]
-    array([[1., 1., 2.],
-           [1., 1., 2.]], dtype=float32)
+    >>> dp_pix(np.zeros((1, 2, 3), np.uint8), 2, 1.0, value_range=4.0, cell_noise=np.ones((1, 1, 2), np.int64))[0]
+    array([[0.25, 0.25, 0.5 ],
+           [0.25, 0.25, 0.5 ]], dtype=float32)
     """
     import numpy as np
 
     _check_shape(image.shape)
     block = _check_block(block)
-    means, counts = _cells(image, block)
-    if cell_noise.shape != means.shape:
+    _check_positive("epsilon", epsilon, "pass a privacy loss greater than 0, e.g. epsilon=1.0")
+    _check_int("m", m, 1, "pass how many pixels to protect, at least 1, e.g. m=1")
+    unit = dp_pix_unit(image.dtype, _check_positive("value_range", value_range, "pass the data's max - min"))
+    values = image if image.dtype.kind in "iub" else np.rint(image.astype(np.float64) / unit)
+    sums, counts = _cell_sums(values, block)
+    if cell_noise.shape != sums.shape or cell_noise.dtype.kind not in "iu":
         raise ConfigurationError(
-            "cell_noise", f"has shape {cell_noise.shape}", f"pass one draw per cell, shape {means.shape}"
+            "cell_noise",
+            f"is {cell_noise.dtype} of shape {cell_noise.shape}",
+            f"pass one integer draw per cell, shape {sums.shape}",
         )
-    channels = image.shape[3] if image.ndim == 4 else 1
-    scale = value_range * m * channels / (block * block * epsilon)
-    noisy = means + cell_noise * (scale * block * block / counts)
+    noisy = (sums + cell_noise) * unit / counts
     if clip is not None:
         noisy = np.clip(noisy, clip[0], clip[1])
     result: NDArray[np.float32] = _spread(noisy, block, image.shape).astype(np.float32)

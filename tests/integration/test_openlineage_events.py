@@ -150,7 +150,7 @@ def test_facets_agree_with_the_lineage_records(dag_run: dict[str, Any], events: 
     )
     assert (facet["mechanism"], facet["rho"], facet["lossExact"]) == ("discrete-gaussian", 0.5, "1/2")
     pix = complete["dp_pix"]["run"]["facets"]
-    assert (pix[PRIVACY_SPEND]["mechanism"], pix[PRIVACY_SPEND]["epsilon"]) == ("laplace", 1.0)
+    assert (pix[PRIVACY_SPEND]["mechanism"], pix[PRIVACY_SPEND]["epsilon"]) == ("discrete-laplace", 1.0)
     assert pix[IMAGE_STORE]["method"] == "dp-pix"
 
 

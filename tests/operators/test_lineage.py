@@ -207,7 +207,7 @@ def test_to_zarr_then_dp_pix_have_image_store_and_spend_facets(tmp_path: Path) -
     facets = _check_facets(pixels.get_openlineage_facets_on_complete(None), {IMAGE_STORE, PRIVACY_SPEND})
     assert (facets[IMAGE_STORE]["method"], facets[IMAGE_STORE]["parameters"]["block"]) == ("dp-pix", 4)
     spend = facets[PRIVACY_SPEND]
-    assert (spend["mechanism"], spend["epsilon"], spend["charged"]) == ("laplace", 1.0, False)
+    assert (spend["mechanism"], spend["epsilon"], spend["charged"]) == ("discrete-laplace", 1.0, False)
     assert "ledgerEntry" not in spend
 
 

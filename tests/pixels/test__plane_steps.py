@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import dask
@@ -26,17 +27,20 @@ def _one_plane_per_step(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 class SequentialStream:
-    """One SHAKE-256 stream read in order: n bytes per call, continuing where the last call stopped."""
+    """One SHAKE-256 stream of integers read in order: as many per call as the shape asks, continuing where the
+    last call stopped (so per-plane calls and one whole-volume call see the same integers)."""
 
-    def __init__(self, seed: bytes, total: int = 1 << 20) -> None:
-        self.data = hashlib.shake_256(seed).digest(total)
+    def __init__(self, seed: bytes, total: int = 1 << 17) -> None:
+        words = np.frombuffer(hashlib.shake_256(seed).digest(8 * total), dtype="<u8")
+        self.data = (words % np.uint64(4001)).astype(np.int64) - 2000
         self.offset = 0
 
-    def __call__(self, n: int) -> bytes:
+    def __call__(self, shape: tuple[int, ...], scale: Fraction) -> np.ndarray[Any, Any]:
+        n = int(np.prod(shape, dtype=np.int64))
         chunk = self.data[self.offset : self.offset + n]
         self.offset += n
-        assert len(chunk) == n, "stream exhausted"
-        return chunk
+        assert chunk.size == n, "stream exhausted"
+        return chunk.reshape(shape)
 
 
 def _volume(dtype: str, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
@@ -72,7 +76,7 @@ def test_dp_pix_in_steps_uses_the_cells_in_order(shape: tuple[int, ...]) -> None
     output = dp_pix(da.from_array(image, chunks=-1), 4, 0.5, rng=CellNoise(SequentialStream(b"p"))).compute()
 
     cells = (shape[0], -(-shape[1] // 4), -(-shape[2] // 4))
-    noise = CellNoise(SequentialStream(b"p")).laplace(cells)
+    noise = SequentialStream(b"p")(cells, Fraction(1))
     expected = reference.dp_pix(image, 4, 0.5, value_range=65535.0, cell_noise=noise)
     np.testing.assert_array_equal(output, expected)
 
