@@ -47,7 +47,7 @@ GB = 1e9
 MB = 1e6
 DEFAULT_GB = 2.0
 DEFAULT_WORKERS = (1, 2)
-DEFAULT_REPEAT = 1
+DEFAULT_REPEAT = 2
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 #: One chunk is 8 CT planes of 512 x 512 int16: 4 MiB uncompressed, about 2.9 MiB with zstd level 1.
@@ -561,32 +561,29 @@ class RunRecord:
         }
 
 
-def timed_runs(
+def timed_run(
     transform: Transform,
     run: Callable[[Path], float],
     dataset: Dataset,
     work: Path,
     sampler: RssSampler,
-    repeat: int,
-) -> RunRecord:
-    """``repeat`` timed runs into fresh outputs; the first output is checked, every output is then deleted."""
-    record = RunRecord()
-    for round_ in range(repeat):
-        output = work / f"out-{transform.name}.zarr"
-        os.sync()  # write back the previous run's output now, not during this run's timing
-        cpu_before, machine_before = sampler.cpu_seconds(), sampler.machine_busy_seconds()
-        with sampler.window() as peak:
-            record.seconds.append(run(output))
-        cpu_after, machine_after = sampler.cpu_seconds(), sampler.machine_busy_seconds()
-        ours = sum(t - cpu_before.get(pid, 0.0) for pid, t in cpu_after.items())
-        record.cpu_seconds.append(ours)
-        record.other_cpu_seconds.append(max(0.0, machine_after - machine_before - ours))
-        if peak.rss_bytes > record.peak_rss_bytes:
-            record.peak_rss_bytes, record.peak_processes = peak.rss_bytes, peak.processes
-        if round_ == 0:
-            record.check = check_output(transform, dataset.path, output)
-        shutil.rmtree(output)
-    return record
+    record: RunRecord,
+) -> None:
+    """One timed run into a fresh output, added to ``record``; the output is checked the first time, then deleted."""
+    output = work / f"out-{transform.name}.zarr"
+    os.sync()  # write back the previous run's output now, not during this run's timing
+    cpu_before, machine_before = sampler.cpu_seconds(), sampler.machine_busy_seconds()
+    with sampler.window() as peak:
+        record.seconds.append(run(output))
+    cpu_after, machine_after = sampler.cpu_seconds(), sampler.machine_busy_seconds()
+    ours = sum(t - cpu_before.get(pid, 0.0) for pid, t in cpu_after.items())
+    record.cpu_seconds.append(ours)
+    record.other_cpu_seconds.append(max(0.0, machine_after - machine_before - ours))
+    if peak.rss_bytes > record.peak_rss_bytes:
+        record.peak_rss_bytes, record.peak_processes = peak.rss_bytes, peak.processes
+    if not record.check:
+        record.check = check_output(transform, dataset.path, output)
+    shutil.rmtree(output)
 
 
 def bench_size(
@@ -597,42 +594,45 @@ def bench_size(
     work: Path,
     sampler: RssSampler,
 ) -> dict[str, Any]:
-    """Every transform in every configuration on one dataset: reference first, then each cluster size."""
+    """Every transform in every configuration on one dataset, in ``repeat`` rounds: each round runs the
+    references, then each cluster size, so a slow spell of the shared machine lands in one round of every
+    configuration rather than in every run of one; each configuration keeps its best round."""
     from privacy_core.imaging.compute import DaskConfig, dask_client
 
     records: dict[str, dict[str, RunRecord]] = {name: {} for name in transforms}
-    clusters: dict[str, Any] = {}
     idle = {"driver_only_mb": round(sampler.sample() / MB, 1)}
-    for name, transform in transforms.items():
-        progress(f"  reference {name}")
-        run = functools.partial(run_reference, transform, dataset.path)
-        records[name]["reference"] = timed_runs(transform, run, dataset, work, sampler, repeat)
-        progress(f"  reference-1core {name}")
-        run = functools.partial(run_reference_one_core, transform, dataset.path)
-        records[name]["reference-1core"] = timed_runs(transform, run, dataset, work, sampler, repeat)
-    ceiling = codec_ceiling(dataset.path, work)
-    for n in workers:
-        config = f"dask-w{n}"
-        start = time.perf_counter()
-        with sampler.window() as cluster_peak, dask_client(DaskConfig(workers=n)) as client:
-            client.wait_for_workers(n)
-            client.run(_warm_up)
-            started = time.perf_counter() - start
-            environs: dict[str, dict[str, str]] = client.run(_worker_environ)
-            idle[f"{config}_idle_mb"] = round(sampler.sample() / MB, 1)
-            for name, transform in transforms.items():
-                progress(f"  {config} {name}")
-                run = functools.partial(run_dask, transform, client, dataset.path)
-                records[name][config] = timed_runs(transform, run, dataset, work, sampler, repeat)
-        clusters[config] = {
-            "workers": n,
-            "threads_per_worker": 1,
-            "startup_seconds": round(started, 2),
-            "peak_rss_mb_while_up": round(cluster_peak.rss_bytes / MB, 1),
-            # What the workers really ran with: dask_client may add its own settings to pre-spawn-environ.
-            "worker_environ": next(iter(environs.values())) if environs else {},
-            "worker_environ_same_on_all": len({tuple(e.items()) for e in environs.values()}) <= 1,
-        }
+    clusters: dict[str, Any] = {}
+    ceiling: dict[str, Any] = {}
+    for round_ in range(repeat):
+        for name, transform in transforms.items():
+            for config, runner in (("reference", run_reference), ("reference-1core", run_reference_one_core)):
+                progress(f"  round {round_ + 1}: {config} {name}")
+                run = functools.partial(runner, transform, dataset.path)
+                timed_run(transform, run, dataset, work, sampler, records[name].setdefault(config, RunRecord()))
+        if not ceiling:
+            ceiling = codec_ceiling(dataset.path, work)
+        for n in workers:
+            config = f"dask-w{n}"
+            start = time.perf_counter()
+            with sampler.window() as cluster_peak, dask_client(DaskConfig(workers=n)) as client:
+                client.wait_for_workers(n)
+                client.run(_warm_up)
+                started = time.perf_counter() - start
+                environs: dict[str, dict[str, str]] = client.run(_worker_environ)
+                idle[f"{config}_idle_mb"] = round(sampler.sample() / MB, 1)
+                for name, transform in transforms.items():
+                    progress(f"  round {round_ + 1}: {config} {name}")
+                    run = functools.partial(run_dask, transform, client, dataset.path)
+                    timed_run(transform, run, dataset, work, sampler, records[name].setdefault(config, RunRecord()))
+            clusters[config] = {
+                "workers": n,
+                "threads_per_worker": 1,
+                "startup_seconds": round(started, 2),
+                "peak_rss_mb_while_up": round(cluster_peak.rss_bytes / MB, 1),
+                # What the workers really ran with: dask_client may add its own settings to pre-spawn-environ.
+                "worker_environ": next(iter(environs.values())) if environs else {},
+                "worker_environ_same_on_all": len({tuple(e.items()) for e in environs.values()}) <= 1,
+            }
     results = {
         name: {config: record.result(dataset.nbytes) for config, record in by_config.items()}
         for name, by_config in records.items()
@@ -845,7 +845,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="extra environment for the Dask worker processes (distributed.nanny.pre-spawn-environ); repeatable",
     )
-    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="timed runs per transform and config")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=DEFAULT_REPEAT,
+        help="rounds of every transform and config (each keeps its best round)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder and its input datasets")
     parser.add_argument("--workdir", type=Path, default=None, help="parent of the work folder (default: /tmp)")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="folder for pixels-<gb>gb.json")
@@ -962,7 +967,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = (
         f"`{result['command']}`\n\n"
         + machine_line(env)
-        + f"chunks {CHUNK}; MB = 1e6 bytes of uncompressed input; best of {args.repeat}; "
+        + f"chunks {CHUNK}; MB = 1e6 bytes of uncompressed input; best of {args.repeat} rounds; "
         f"total {result['total_seconds']:.0f} s\n\n" + format_tables(result) + "\n"
     )
     (args.results / f"pixels-{args.gb:g}gb.md").write_text(text, encoding="utf-8")
