@@ -322,10 +322,19 @@ def _read(array: zarr.Array[Any], start: int, stop: int) -> NDArray[Any]:
     return np.asarray(array[start:stop])
 
 
+def _output_array(path: Path, shape: tuple[int, ...], dtype: Any) -> Any:
+    """A new output array with the input's stored chunks and codec, as every configuration writes."""
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    return zarr.create_array(
+        str(path), shape=shape, chunks=CHUNK, dtype=dtype, compressors=ZstdCodec(level=ZSTD_LEVEL), zarr_format=3
+    )
+
+
 def run_reference(transform: Transform, source: Path, output: Path) -> float:
     """The reference in this process, ``SLAB_CHUNKS`` chunks at a time, into a new array with the same chunks."""
     import zarr
-    from zarr.codecs import ZstdCodec
 
     start = time.perf_counter()
     src = zarr.open_array(str(source), mode="r")
@@ -334,14 +343,7 @@ def run_reference(transform: Transform, source: Path, output: Path) -> float:
     for z in range(0, src.shape[0], step):
         result = transform.reference(_read(src, z, z + step))
         if out is None:
-            out = zarr.create_array(
-                str(output),
-                shape=src.shape,
-                chunks=CHUNK,
-                dtype=result.dtype,
-                compressors=ZstdCodec(level=ZSTD_LEVEL),
-                zarr_format=3,
-            )
+            out = _output_array(output, src.shape, result.dtype)
         out[z : z + step] = result
     return time.perf_counter() - start
 
@@ -408,14 +410,12 @@ def run_dask(transform: Transform, client: Client, source: Path, output: Path) -
     """``da.from_zarr`` -> transform -> ``da.to_zarr`` on the cluster, one slab of ``SLAB_CHUNKS`` stored chunks
     per task (the reference's slab), into an array with the same stored chunks as the input; or, for the
     transforms with a ``stored`` form, one task per stored chunk file, as the product runs a mask."""
-    from zarr.codecs import ZstdCodec
 
     if transform.stored is not None:
         return run_stored(transform, client, source, output)
     da = _dask_array()
     compute: Any = client.compute
     start = time.perf_counter()
-    import zarr
 
     slab = (SLAB_CHUNKS * CHUNK[0], *CHUNK[1:])
     image = da.from_zarr(str(source), chunks=slab)
@@ -423,14 +423,7 @@ def run_dask(transform: Transform, client: Client, source: Path, output: Path) -
     if any(c % s for chunks, s in zip(result.chunks, CHUNK, strict=True) for c in chunks[:-1]):
         raise RuntimeError(f"{transform.name}: Dask chunks {result.chunksize} are not whole stored chunks {CHUNK}")
     # Every task writes whole stored chunks of its own, and there is no sharding: no lock is needed.
-    target = zarr.create_array(
-        str(output),
-        shape=result.shape,
-        chunks=CHUNK,
-        dtype=result.dtype,
-        compressors=ZstdCodec(level=ZSTD_LEVEL),
-        zarr_format=3,
-    )
+    target = _output_array(output, result.shape, result.dtype)
     stored = da.to_zarr(result, target, compute=False)
     compute(stored).result()
     return time.perf_counter() - start
@@ -440,7 +433,6 @@ def run_stored(transform: Transform, client: Client, source: Path, output: Path)
     """:func:`~privacy_core.imaging.stored_chunks.map_stored` on the cluster: read, decode, transform in place,
     encode and write each stored chunk file, into an array with the source's layout."""
     import zarr
-    from zarr.codecs import ZstdCodec
 
     from privacy_core.imaging.stored_chunks import map_stored
 
@@ -449,14 +441,7 @@ def run_stored(transform: Transform, client: Client, source: Path, output: Path)
     compute: Any = client.compute
     start = time.perf_counter()
     src = zarr.open_array(str(source), mode="r")
-    target = zarr.create_array(
-        str(output),
-        shape=src.shape,
-        chunks=CHUNK,
-        dtype=src.dtype,
-        compressors=ZstdCodec(level=ZSTD_LEVEL),
-        zarr_format=3,
-    )
+    target = _output_array(output, src.shape, src.dtype)
     written: Any = map_stored(src, target, transform.stored(tuple(src.shape), src.dtype))
     compute(written.sum()).result()
     return time.perf_counter() - start
